@@ -1,0 +1,120 @@
+"""Typed facts about one host, built from one run of the probe."""
+
+from dataclasses import dataclass, field
+
+from iommu_audit.pci import address_numbers
+from iommu_audit.parsers import cmdline, dmesg, libvirt, modules, sections, storage, sysfs
+
+
+@dataclass
+class HostFacts:
+    name: str
+    hostname: str
+    kernel: str
+    cpu_vendor: str  # "intel", "amd" or what /proc/cpuinfo said
+    uid: str  # "" for a sysroot
+    ssh_connection: str
+    cmdline: str
+    params: list[cmdline.Param]
+    acpi_tables: list[str]
+    iommu_class: list[str]
+    groups: dict[str, list[str]]
+    group_types: dict[str, str]
+    pci: dict[str, sysfs.PciDevice]
+    nvme: dict[str, sysfs.NvmeController]
+    slots: dict[str, str]
+    block: dict[str, storage.BlockDevice]
+    by_id: dict[str, str]
+    mounts: list[storage.Mount]
+    swaps: list[str]
+    md_members: dict[str, str]
+    network: sysfs.Network
+    modules: modules.Modules
+    modprobe: list[modules.ModprobeLine]
+    driverctl: dict[str, str]
+    boot_files: list[tuple[str, str]]
+    interrupt_chips: list[str]
+    dmesg_source: str
+    boot_log: bool  # dmesg still holds the boot messages
+    dmesg: list[dmesg.Finding]
+    libvirt_source: str  # virsh | files | error | none
+    libvirt_error: str
+    domains: list[libvirt.Domain] = field(default_factory=list)
+
+    def findings(self, kind: str) -> list[dmesg.Finding]:
+        return [f for f in self.dmesg if f.kind == kind]
+
+    def hostdev_users(self, address: str) -> list[tuple[libvirt.Domain, libvirt.Hostdev]]:
+        """Every libvirt domain whose definition passes the PCI function at address."""
+        want = address_numbers(address)
+        return [(dom, hd) for dom in self.domains for hd in dom.hostdevs if hd.address == want]
+
+    def boot_cmdline(self) -> tuple[str, str] | None:
+        """(where, command line) the next boot will use, or None if no boot config was found."""
+        kernel_cmdline = [text for path, text in self.boot_files if path == "/etc/kernel/cmdline"]
+        grub = [(p, t) for p, t in self.boot_files if p.startswith("/etc/default/grub")]
+        if grub:
+            return ", ".join(p for p, _ in grub), cmdline.grub_cmdline(grub)
+        if kernel_cmdline:
+            return "/etc/kernel/cmdline", kernel_cmdline[0].strip()
+        return None
+
+
+def _vendor(text: str) -> str:
+    return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(text, text)
+
+
+def from_probe(name: str, text: str) -> HostFacts:
+    """Parse the probe's output. Missing sections become empty facts, never errors."""
+    by_name: dict[str, sections.Section] = {}
+    domains = []
+    for s in sections.split(text):
+        if s.name == "domain":
+            state, dom_name = (s.args + ("", ""))[:2]
+            domains.append(libvirt.domain(dom_name, state, s.body))
+        else:
+            by_name[s.name] = s
+    empty = sections.Section("", (), "")
+
+    def sec(n: str) -> sections.Section:
+        return by_name.get(n, empty)
+
+    meta = {r[0]: r[1] if len(r) > 1 else "" for r in sec("probe").rows()}
+    log = sec("dmesg").body.splitlines()
+    groups, group_types = sysfs.iommu_groups(sec("iommu_groups").rows())
+    libvirt_sec = sec("libvirt")
+    source = libvirt_sec.arg("source", "none")
+    return HostFacts(
+        name=name,
+        hostname=meta.get("hostname", ""),
+        kernel=meta.get("kernel", ""),
+        cpu_vendor=_vendor(meta.get("cpu_vendor", "")),
+        uid=meta.get("uid", ""),
+        ssh_connection=meta.get("ssh_connection", ""),
+        cmdline=sec("cmdline").body.strip(),
+        params=cmdline.params(sec("cmdline").body),
+        acpi_tables=sec("acpi_tables").body.split(),
+        iommu_class=sec("class_iommu").body.split(),
+        groups=groups,
+        group_types=group_types,
+        pci=sysfs.pci_devices(sec("pci").rows()),
+        nvme=sysfs.nvme_controllers(sec("nvme").rows()),
+        slots=sysfs.slots(sec("slots").rows()),
+        block=storage.block_devices(sec("block").rows()),
+        by_id=storage.by_id(sec("by_id").rows()),
+        mounts=storage.mounts(sec("mounts").body),
+        swaps=storage.swaps(sec("swaps").body),
+        md_members=storage.md_members(sec("mdstat").body),
+        network=sysfs.network(sec("net").rows()),
+        modules=modules.modules(sec("modules").rows()),
+        modprobe=modules.modprobe_lines(sec("modprobe_d").files()),
+        driverctl=modules.driverctl_overrides(sec("driverctl").rows()),
+        boot_files=sec("boot_config").files(),
+        interrupt_chips=sec("interrupts").body.split(),
+        dmesg_source=sec("dmesg").arg("source", "none"),
+        boot_log=bool(log) and dmesg.boot_messages_present(log[0]),
+        dmesg=dmesg.classify(log),
+        libvirt_source=source,
+        libvirt_error=libvirt_sec.body.strip() if source == "error" else "",
+        domains=domains,
+    )

@@ -1,0 +1,99 @@
+"""Gather each host's facts in one round trip: run the probe once, keep its text.
+
+Where facts come from (a Target):
+  live     - a testinfra host (local://, ssh://, paramiko://, ansible://): one command
+  sysroot  - an offline copy of a host's files, read by the same probe locally
+  saved    - a JSON file written earlier by --save-facts
+"""
+
+import datetime
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+PROBE = (Path(__file__).with_name("probe.sh")).read_text()
+END_MARKER = "::iommu-audit:: end"
+FACTS_FORMAT = "iommu-audit-facts/1"
+
+
+class GatherError(Exception):
+    """Facts could not be gathered from a host; the message says what to do."""
+
+
+@dataclass
+class Target:
+    name: str  # short host name used in test ids
+    source: str  # where the facts come from, for humans: "ssh://node1", "sysroot:/srv/x"
+    host: object = None  # testinfra Host, for live targets
+    sysroot: str = ""
+    saved_output: str = ""
+
+
+@dataclass
+class Gathered:
+    name: str
+    source: str
+    gathered_at: str
+    probe_output: str
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def gather(target: Target) -> Gathered:
+    if target.saved_output:
+        return Gathered(target.name, target.source, "", target.saved_output)
+    if target.sysroot:
+        out = _run_local(target)
+    else:
+        out = _run_remote(target)
+    if END_MARKER not in out:
+        raise GatherError(f"{target.source}: the probe's output was cut short; re-run, and check the host's shell and disk space")
+    return Gathered(target.name, target.source, _now(), out)
+
+
+def _run_local(target: Target) -> str:
+    # argv, no shell string: the sysroot path is passed as an argument.
+    proc = subprocess.run(["sh", "-c", PROBE, "iommu-audit-probe", target.sysroot],
+                          capture_output=True, text=True, errors="replace", timeout=300)
+    return proc.stdout
+
+
+def _run_remote(target: Target) -> str:
+    try:
+        result = target.host.run("sh -c %s iommu-audit-probe /", PROBE)
+    except Exception as exc:  # testinfra backends raise their own types (paramiko, ansible)
+        raise GatherError(f"{target.source}: cannot run commands on the host: {exc}. "
+                          "Check the address, SSH access (--ssh-config, --ssh-identity-file) and that the host is up.") from None
+    if END_MARKER not in result.stdout:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        reason = detail[-1] if detail else f"exit code {result.rc}"
+        raise GatherError(f"{target.source}: unreachable or the probe failed ({reason}). "
+                          "Check the address, SSH access (--ssh-config, --ssh-identity-file) and that the host is up.")
+    return result.stdout
+
+
+def save(path: str, gathered: list[Gathered]) -> None:
+    doc = {"format": FACTS_FORMAT, "hosts": [g.__dict__ for g in gathered]}
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def load(path: str) -> list[Target]:
+    """Targets from a --save-facts file; raise GatherError with a clear reason if it is not one."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise GatherError(f"--facts {path}: cannot read it ({exc.strerror})") from None
+    except ValueError as exc:
+        raise GatherError(f"--facts {path}: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FACTS_FORMAT or not isinstance(doc.get("hosts"), list):
+        raise GatherError(f"--facts {path}: not an iommu-audit facts file (expected \"format\": \"{FACTS_FORMAT}\"); "
+                          "write one with --save-facts")
+    targets = []
+    for i, h in enumerate(doc["hosts"]):
+        if not isinstance(h, dict) or not all(isinstance(h.get(k), str) for k in ("name", "probe_output")):
+            raise GatherError(f"--facts {path}: hosts[{i}] lacks \"name\" or \"probe_output\"")
+        targets.append(Target(h["name"], f"facts:{path}#{h['name']}", saved_output=h["probe_output"]))
+    return targets

@@ -1,0 +1,61 @@
+"""Kernel log lines about the IOMMU, classified.
+
+The log is supporting evidence only: boot lines rotate out of the ring buffer,
+and kernels built with the IOMMU on by default never print "IOMMU enabled".
+
+>>> [f.kind for f in classify(["[    0.000000] DMAR: IOMMU enabled"])]
+['intel_enabled']
+"""
+
+import re
+from dataclasses import dataclass
+
+from iommu_audit.pci import normalize_address
+
+_TIMESTAMP = re.compile(r"^\[\s*(\d+)\.\d+\]")
+_DEVICE = re.compile(r"\b(?:pci|vfio-pci|vfio_pci|vfio|nvme|DMAR|ahci)\s+((?:[0-9a-f]{4,8}:)?[0-9a-f]{2}:[01][0-9a-f]\.[0-7])\b", re.I)
+
+# (kind, pattern), first match wins. Message texts from drivers/iommu/intel/*.c,
+# drivers/iommu/amd/init.c and drivers/vfio/vfio_iommu_type1.c, 3.x to 6.x.
+_KINDS = [
+    ("acpi_dmar", r"ACPI: DMAR 0x"),
+    ("acpi_ivrs", r"ACPI: IVRS 0x"),
+    ("firmware_bug", r"\[Firmware Bug\].*(DMAR|IOMMU|RMRR|IVRS|AMD-Vi|DRHD)|(DMAR|AMD-Vi|IVRS).*\[Firmware Bug\]"),
+    ("rmrr_ineligible", r"ineligible for IOMMU domain attach due to platform RMRR requirement"),
+    ("unsafe_interrupts", r"No interrupt remapping support\.\s+Use the module param"),
+    ("intel_disabled", r"(DMAR|Intel-IOMMU): (IOMMU )?disabled\b"),
+    ("intel_enabled", r"(DMAR: IOMMU enabled|Intel-IOMMU: enabled|DMAR: Intel-IOMMU force enabled)"),
+    ("vtd_active", r"Intel\(R\) Virtualization Technology for Directed I/O"),
+    ("ir_enabled", r"Enabled IRQ remapping in (x2apic|xapic) mode|AMD-Vi: Interrupt remapping enabled"),
+    ("ir_failed", r"(DMAR-IR|AMD-Vi).*(Failed to enable irq remapping|Not enabling interrupt remapping|IRQ remapping disabled)"),
+    ("amd_unknown_option", r"AMD-Vi: Unknown option"),
+    ("amd_found", r"AMD-Vi: Found IOMMU"),
+    ("amd_disabled", r"AMD-Vi: (AMD IOMMU disabled|IOMMU disabled|Disabling IOMMU)"),
+    ("group_added", r"Adding to iommu group \d+"),
+    ("default_domain", r"iommu: Default domain type:"),
+]
+_COMPILED = [(kind, re.compile(p)) for kind, p in _KINDS]
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    line: str
+    address: str | None = None
+
+
+def classify(lines: list[str]) -> list[Finding]:
+    out = []
+    for line in lines:
+        for kind, rx in _COMPILED:
+            if rx.search(line):
+                m = _DEVICE.search(line)
+                out.append(Finding(kind, line.strip(), normalize_address(m.group(1)) if m else None))
+                break
+    return out
+
+
+def boot_messages_present(first_line: str) -> bool:
+    """False when the ring buffer no longer starts at boot (a long-running host)."""
+    m = _TIMESTAMP.match(first_line)
+    return bool(m) and int(m.group(1)) == 0 or "Linux version" in first_line

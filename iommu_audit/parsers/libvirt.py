@@ -1,0 +1,50 @@
+"""libvirt domain definitions: which host PCI functions and disks each VM gets."""
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hostdev:
+    address: tuple[int, int, int, int]  # domain, bus, slot, function
+    managed: bool
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    running: bool
+    hostdevs: tuple[Hostdev, ...]
+    block_disks: tuple[str, ...]  # <disk type='block'><source dev=...>
+    error: str = ""  # set when the definition could not be read or parsed
+
+
+def _number(text: str | None) -> int:
+    # libvirt accepts both "0x06" and "6" in address attributes.
+    text = (text or "0").strip().lower()
+    return int(text, 16) if text.startswith("0x") else int(text, 10)
+
+
+def domain(name: str, state: str, xml_text: str) -> Domain:
+    running = state == "running"
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        return Domain(name, running, (), (), f"unreadable definition: {exc}; {xml_text[:200]}")
+    hostdevs, disks = [], []
+    for hd in root.iterfind("./devices/hostdev"):
+        if hd.get("mode", "subsystem") != "subsystem" or hd.get("type") != "pci":
+            continue
+        a = hd.find("./source/address")
+        if a is None:
+            continue
+        try:
+            addr = tuple(_number(a.get(k)) for k in ("domain", "bus", "slot", "function"))
+        except ValueError:
+            continue
+        hostdevs.append(Hostdev(addr, hd.get("managed", "no") == "yes"))
+    for disk in root.iterfind("./devices/disk"):
+        src = disk.find("./source")
+        if disk.get("type") == "block" and src is not None and src.get("dev"):
+            disks.append(src.get("dev"))
+    return Domain(name, running, tuple(hostdevs), tuple(disks))

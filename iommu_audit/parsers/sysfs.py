@@ -1,0 +1,114 @@
+"""PCI devices, IOMMU groups, NVMe controllers, slots and NICs from sysfs rows."""
+
+from dataclasses import dataclass
+
+from iommu_audit.pci import addresses_in, class_name, is_bridge_class
+
+
+@dataclass(frozen=True)
+class PciDevice:
+    address: str
+    vendor: str  # "144d"
+    device: str  # "a808"
+    class_code: str  # "010802"
+    subsystem: str  # "144d:a801"
+    driver: str | None
+    driver_override: str | None
+    iommu_group: str | None
+    path: str  # "pci0000:00/0000:00:02.0/0000:04:00.0/..."
+
+    @property
+    def id(self) -> str:
+        return f"{self.vendor}:{self.device}"
+
+    @property
+    def is_bridge(self) -> bool:
+        return is_bridge_class(self.class_code)
+
+    @property
+    def kind(self) -> str:
+        return class_name(self.class_code)
+
+    def describe(self) -> str:
+        """One line for messages: '0000:06:00.0 [144d:a808] NVMe controller, driver nvme'."""
+        return f"{self.address} [{self.id}] {self.kind}, driver {self.driver or '(none)'}"
+
+
+def _hex(value: str) -> str:
+    return value.lower().removeprefix("0x")
+
+
+def _optional(value: str) -> str | None:
+    # sysfs prints "(null)" for an unset driver_override.
+    return value if value and value != "(null)" else None
+
+
+def pci_devices(rows: list[list[str]]) -> dict[str, PciDevice]:
+    out = {}
+    for r in rows:
+        r = (r + [""] * 10)[:10]
+        addr, ven, dev, cls, sven, sdev, drv, override, group, path = r
+        out[addr] = PciDevice(
+            address=addr, vendor=_hex(ven), device=_hex(dev), class_code=_hex(cls),
+            subsystem=f"{_hex(sven)}:{_hex(sdev)}", driver=drv or None,
+            driver_override=_optional(override), iommu_group=group or None, path=path,
+        )
+    return out
+
+
+def iommu_groups(rows: list[list[str]]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """({group: [member addresses]}, {group: default domain type})."""
+    members: dict[str, list[str]] = {}
+    types: dict[str, str] = {}
+    for r in rows:
+        group, addr = r[0], r[1]
+        members.setdefault(group, []).append(addr)
+        if len(r) > 2 and r[2]:
+            types[group] = r[2]
+    return members, types
+
+
+@dataclass(frozen=True)
+class NvmeController:
+    address: str
+    name: str
+    serial: str
+    model: str
+
+
+def nvme_controllers(rows: list[list[str]]) -> dict[str, NvmeController]:
+    out = {}
+    for r in rows:
+        r = (r + [""] * 4)[:4]
+        out[r[0]] = NvmeController(r[0], r[1], r[2].strip(), r[3].strip())
+    return out
+
+
+def slots(rows: list[list[str]]) -> dict[str, str]:
+    """{slot name: "dddd:bb:dd"} (slots hold a device number, every function)."""
+    return {r[0]: r[1] for r in rows if len(r) > 1 and r[1]}
+
+
+@dataclass(frozen=True)
+class Network:
+    nic_address: dict[str, str]  # interface -> PCI address
+    default_route: list[str]  # interfaces
+    addresses: dict[str, list[str]]  # interface -> IPs
+
+
+def network(rows: list[list[str]]) -> Network:
+    nics, default, addrs = {}, [], {}
+    for r in rows:
+        if r[0] == "dev" and len(r) > 2 and r[2]:
+            nics[r[1]] = r[2]
+        elif r[0] == "default":
+            default.append(r[1])
+        elif r[0] == "addr" and len(r) > 2:
+            addrs.setdefault(r[1], []).append(r[2])
+    return Network(nics, default, addrs)
+
+
+def pci_address_of(sysfs_path: str) -> str | None:
+    """The PCI function a device path hangs under (the last one on the path)."""
+    found = addresses_in(sysfs_path)
+    return found[-1] if found else None

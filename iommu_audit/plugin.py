@@ -1,0 +1,234 @@
+"""pytest plugin: --profile and host options, the audit state, verdict enforcement.
+
+Registered as a pytest11 entry point (so its options are known before pytest
+looks at paths) and by the project's conftest.py when run from a checkout.
+checks/conftest.py parametrizes the checks and provides their fixtures. Facts
+are gathered once per host, on first use, and every check asserts on them.
+"""
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from iommu_audit import gather, profile as profiles
+from iommu_audit.facts import HostFacts, from_probe
+from iommu_audit.requirements import CATALOG, RECOMMENDED
+from iommu_audit.verdict import Verdict, failed, passed
+
+SUBJECTS = ("device", "host_device", "disk")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("iommu-audit")
+    g.addoption("--profile", help="hardware profile: a name from profiles/ (dl360-gen9) or a path to a .yaml file")
+    g.addoption("--sysroot", help="audit offline copies of hosts: directories (comma separated) holding proc/, sys/, "
+                                  "dev/, etc/ and a dmesg capture (see README)")
+    g.addoption("--facts", help="re-run the checks on facts saved earlier with --save-facts")
+    g.addoption("--save-facts", metavar="FILE", help="write what was gathered from each host to FILE (JSON)")
+
+
+@dataclass
+class AuditState:
+    profile: profiles.Profile
+    targets: list[gather.Target]
+    gathered: dict[str, gather.Gathered] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, HostFacts] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # waivers and advisories, for the summary
+
+    def gather(self, target: gather.Target) -> None:
+        if target.name in self.gathered or target.name in self.errors:
+            return
+        try:
+            g = gather.gather(target)
+        except gather.GatherError as exc:
+            self.errors[target.name] = str(exc)
+            return
+        self.gathered[target.name] = g
+        self.facts[target.name] = from_probe(target.name, g.probe_output)
+
+
+STATE = pytest.StashKey[AuditState]()
+
+
+def _collects_checks(config: pytest.Config) -> bool:
+    checks_dir = config.rootpath / "checks"
+    if not (checks_dir / "conftest.py").is_file():  # not an iommu-audit tree: stay out of the way
+        return False
+    for arg in config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if path == checks_dir or checks_dir in path.parents or path in checks_dir.parents:
+            return True
+    return False
+
+
+def _targets(config: pytest.Config) -> list[gather.Target]:
+    opt = config.option
+    chosen = [name for name, value in (("--hosts", opt.hosts), ("--sysroot", opt.sysroot), ("--facts", opt.facts))
+              if value]
+    if len(chosen) > 1:
+        raise pytest.UsageError(f"{' and '.join(chosen)} cannot be combined: audit live hosts, sysroots or saved facts")
+    if opt.facts:
+        try:
+            targets = gather.load(opt.facts)
+        except gather.GatherError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    elif opt.sysroot:
+        targets = []
+        for d in [p for p in opt.sysroot.split(",") if p]:
+            path = Path(d)
+            if not (path / "proc").is_dir() and not (path / "sys").is_dir():
+                raise pytest.UsageError(f"--sysroot {d}: not a host copy (no proc/ or sys/ inside); see README, 'Sysroot layout'")
+            targets.append(gather.Target(path.resolve().name, f"sysroot:{d}", sysroot=str(path.resolve())))
+    else:
+        specs = opt.hosts.split(",") if opt.hosts else ["local://"]
+        try:
+            hosts = testinfra.get_hosts(specs, connection=opt.connection, ssh_config=opt.ssh_config,
+                                        ssh_identity_file=opt.ssh_identity_file, sudo=opt.sudo,
+                                        sudo_user=opt.sudo_user, ansible_inventory=opt.ansible_inventory,
+                                        force_ansible=opt.force_ansible)
+        except Exception as exc:  # testinfra raises RuntimeError/ValueError/ImportError for bad specs
+            raise pytest.UsageError(f"--hosts {opt.hosts}: {exc}") from None
+        targets = []
+        for h in hosts:
+            local = h.backend.get_connection_type() == "local"
+            name = "local" if local else h.backend.get_hostname()
+            targets.append(gather.Target(name, h.backend.get_pytest_id(), host=h))
+    names = [t.name for t in targets]
+    for i, t in enumerate(targets):  # two hosts with one name would share test ids
+        if names.count(t.name) > 1:
+            t.name = f"{t.name}.{i}"
+    return targets
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(id): the iommu-audit requirement a check proves")
+    if not config.getoption("profile"):
+        if _collects_checks(config):
+            raise pytest.UsageError("--profile is required to run the checks, e.g. pytest --profile dl360-gen9 "
+                                    "(a name from profiles/ or a path to a .yaml file)")
+        return
+    if not (config.rootpath / "checks" / "conftest.py").is_file():
+        # pytest picks its root directory before it knows our options, so a value such as
+        # "--sysroot /elsewhere" can move the root away from the project and its checks.
+        raise pytest.UsageError(f"pytest chose {config.rootpath} as its root directory, which holds no iommu-audit "
+                                "checks: run from the iommu-audit directory and write path options with '=' "
+                                "(--sysroot=/path, --facts=/path), or add --rootdir=<iommu-audit directory>")
+    try:
+        profile = profiles.load(config.getoption("profile"), config.rootpath / "profiles")
+    except profiles.ProfileError as exc:
+        raise pytest.UsageError(f"profile error: {exc}") from None
+    config.stash[STATE] = AuditState(profile, _targets(config))
+
+
+def state_of(config: pytest.Config) -> AuditState:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        raise pytest.UsageError("--profile is required to run the checks")
+    return state
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return []
+    return [f"iommu-audit profile: {state.profile.name} ({state.profile.path})",
+            "iommu-audit hosts: " + ", ".join(f"{t.name} ({t.source})" for t in state.targets)]
+
+
+def gathered_verdict(state: AuditState, target: gather.Target) -> Verdict:
+    state.gather(target)
+    if target.name in state.errors:
+        return failed(state.errors[target.name], f"the probe runs on {target.source}",
+                      "make the host reachable (or fix the sysroot/facts file) and run the audit again")
+    f = state.facts[target.name]
+    return passed(f"{target.source}: host {f.hostname or '?'}, kernel {f.kernel or '?'}, {len(f.pci)} PCI functions")
+
+
+class Judge:
+    """Turns a Verdict into a pytest outcome, honouring severity and waivers."""
+
+    def __init__(self, request: pytest.FixtureRequest, state: AuditState):
+        self.request = request
+        self.state = state
+        marker = request.node.get_closest_marker("requirement")
+        if marker is None or marker.args[0] not in CATALOG:
+            raise pytest.UsageError(f"{request.node.nodeid}: checks need @pytest.mark.requirement(<id from the catalog>)")
+        self.requirement = CATALOG[marker.args[0]]
+        params = getattr(request.node, "callspec", None)
+        params = params.params if params else {}
+        self.subject = next((params[s] for s in SUBJECTS if s in params), None)
+        self.host = params.get("target")
+
+    def __call__(self, verdict: Verdict) -> None:
+        req, node = self.requirement, self.request.node
+        severity = self.state.profile.severity_of(req.id)
+        for key, value in (("requirement", req.id), ("severity", severity), ("found", verdict.found),
+                           ("expected", verdict.expected), ("fix", verdict.fix), ("evidence", list(verdict.evidence))):
+            node.user_properties.append((key, value))
+        if verdict.skip:
+            pytest.skip(verdict.skip)
+        if verdict.ok:
+            return
+        subject = self.subject.name if self.subject else None
+        host = self.host.name if self.host else "?"
+        message = self._message(verdict, subject, host)
+        waiver = self._waiver(subject, host)
+        today = datetime.date.today()
+        if waiver and waiver.expires >= today:
+            note = f"WAIVED until {waiver.expires} by {waiver.approved_by}: {waiver.reason} | found: {verdict.found}"
+            self.state.notes.append(f"{node.nodeid}: {note}")
+            pytest.xfail(note)
+        if waiver:
+            message += f"\n  waiver:   expired on {waiver.expires} ({waiver.reason})"
+        elif severity == RECOMMENDED:
+            note = f"RECOMMENDED: {verdict.found} | fix: {verdict.fix}"
+            self.state.notes.append(f"{node.nodeid}: {note}")
+            pytest.xfail(note)
+        pytest.fail(message, pytrace=False)
+
+    def _message(self, v: Verdict, subject: str | None, host: str) -> str:
+        lines = [f"[{self.requirement.id}] {self.requirement.title}: " + (f"{subject} on {host}" if subject else host),
+                 f"  found:    {v.found}", f"  expected: {v.expected}", f"  fix:      {v.fix}"]
+        lines += [f"  evidence: {e}" for e in v.evidence]
+        return "\n".join(lines)
+
+    def _waiver(self, subject: str | None, host: str):
+        for w in self.state.profile.waivers:
+            if w.requirement == self.requirement.id and w.device in (None, subject) and w.host in (None, host):
+                return w
+        return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    reason = getattr(report, "wasxfail", "")
+    if report.when == "call" and report.skipped and reason:
+        if reason.startswith("WAIVED"):
+            return "waived", "w", "WAIVED"
+        if reason.startswith("RECOMMENDED"):
+            return "advisory", "a", "ADVISORY"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state and state.notes:
+        terminalreporter.section("iommu-audit: waived and recommended (not required) findings")
+        for note in state.notes:
+            terminalreporter.line(note)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    path = session.config.getoption("save_facts", None)
+    if state is None or not path:
+        return
+    for t in state.targets:
+        state.gather(t)
+    gather.save(path, [state.gathered[t.name] for t in state.targets if t.name in state.gathered])
+    for name, error in state.errors.items():
+        session.config.get_terminal_writer().line(f"iommu-audit: not saved for {name}: {error}")

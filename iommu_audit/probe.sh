@@ -1,0 +1,201 @@
+# iommu-audit probe: prints every fact the checks need, in one run, read-only.
+#
+#   sh probe.sh [ROOT]
+#
+# POSIX sh (dash, busybox ash). It only reads files and runs read-only tools
+# (readlink, dmesg, virsh list/dumpxml). With ROOT other than "/" it reads an
+# offline copy of a host (see README "Sysroot layout") and runs no host tool,
+# so the same code path audits live hosts, captures and test trees.
+#
+# Output: sections, each opened by a line "::iommu-audit:: NAME [ARGS]".
+# Rows inside a section are tab-separated; file contents are copied verbatim.
+
+R=${1:-/}
+R=${R%/}
+LC_ALL=C
+export LC_ALL
+TAB=$(printf '\t')
+
+sec() { printf '\n::iommu-audit:: %s\n' "$*"; }
+# val FILE: print the first line of FILE, or nothing if it is unreadable.
+val() { v=; { read -r v < "$1"; } 2>/dev/null; printf '%s' "$v"; }
+# link PATH: print the last component of a symlink's target, or nothing.
+link() { [ -L "$1" ] && { l=$(readlink "$1"); printf '%s' "${l##*/}"; }; }
+# files GLOB...: cat files, each after a "# file PATH" row (PATH without ROOT).
+files() {
+	for f in "$@"; do
+		[ -f "$f" ] || continue
+		printf '# file %s\n' "${f#"$R"}"
+		cat "$f" 2>/dev/null
+		printf '\n'
+	done
+}
+
+sec probe 1 root="${R:-/}"
+printf 'hostname\t%s\n' "$(val "$R/proc/sys/kernel/hostname")"
+printf 'kernel\t%s\n' "$(val "$R/proc/sys/kernel/osrelease")"
+printf 'cpu_vendor\t%s\n' "$(grep -m1 '^vendor_id' "$R/proc/cpuinfo" 2>/dev/null | sed 's/.*: *//')"
+if [ -z "$R" ]; then
+	printf 'uid\t%s\n' "$(id -u)"
+	printf 'ssh_connection\t%s\n' "$SSH_CONNECTION"
+fi
+
+sec cmdline
+val "$R/proc/cmdline"
+
+sec acpi_tables
+ls "$R/sys/firmware/acpi/tables" 2>/dev/null
+
+sec class_iommu
+ls "$R/sys/class/iommu" 2>/dev/null
+
+sec iommu_groups
+for g in "$R"/sys/kernel/iommu_groups/*; do
+	[ -d "$g" ] || continue
+	t=$(val "$g/type")
+	for m in "$g"/devices/*; do
+		[ -e "$m" ] || [ -L "$m" ] || continue
+		printf '%s\t%s\t%s\n' "${g##*/}" "${m##*/}" "$t"
+	done
+done
+
+# address vendor device class subsys_vendor subsys_device driver override group path
+sec pci
+for d in "$R"/sys/bus/pci/devices/*; do
+	[ -e "$d" ] || continue
+	p=$(readlink "$d")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${d##*/}" \
+		"$(val "$d/vendor")" "$(val "$d/device")" "$(val "$d/class")" \
+		"$(val "$d/subsystem_vendor")" "$(val "$d/subsystem_device")" \
+		"$(link "$d/driver")" "$(val "$d/driver_override")" \
+		"$(link "$d/iommu_group")" "${p#*devices/}"
+done
+
+# address controller serial model (readable only while on the nvme driver)
+sec nvme
+for c in "$R"/sys/bus/pci/devices/*/nvme/nvme*; do
+	[ -d "$c" ] || continue
+	d=${c%/nvme/*}
+	printf '%s\t%s\t%s\t%s\n' "${d##*/}" "${c##*/}" "$(val "$c/serial")" "$(val "$c/model")"
+done
+
+sec slots
+for s in "$R"/sys/bus/pci/slots/*; do
+	[ -d "$s" ] || continue
+	printf '%s\t%s\n' "${s##*/}" "$(val "$s/address")"
+done
+
+# disk NAME PATH HOLDERS / part NAME DISK HOLDERS
+sec block
+for b in "$R"/sys/block/*; do
+	[ -e "$b" ] || continue
+	n=${b##*/}
+	printf 'disk\t%s\t%s\t%s\n' "$n" "$(readlink "$b")" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')"
+	for p in "$b/$n"*; do
+		[ -f "$p/partition" ] || continue
+		printf 'part\t%s\t%s\t%s\n' "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')"
+	done
+done
+
+sec by_id
+for l in "$R"/dev/disk/by-id/*; do
+	[ -L "$l" ] || continue
+	printf '%s\t%s\n' "${l##*/}" "$(readlink "$l")"
+done
+
+sec mounts
+cat "$R/proc/mounts" 2>/dev/null
+sec swaps
+cat "$R/proc/swaps" 2>/dev/null
+sec mdstat
+cat "$R/proc/mdstat" 2>/dev/null
+
+sec net
+for n in "$R"/sys/class/net/*; do
+	[ -e "$n" ] || continue
+	printf 'dev\t%s\t%s\n' "${n##*/}" "$(link "$n/device")"
+done
+# Interface of the default route (/proc/net/route: Iface Destination ...).
+[ -r "$R/proc/net/route" ] && while read -r ifc dst _; do
+	[ "$dst" = 00000000 ] && printf 'default\t%s\n' "$ifc"
+done < "$R/proc/net/route"
+if [ -z "$R" ] && command -v ip >/dev/null 2>&1; then
+	ip -o addr show 2>/dev/null | while read -r _ ifc fam addr _; do
+		printf 'addr\t%s\t%s\n' "$ifc" "${addr%/*}"
+	done
+fi
+
+sec modules
+kver=$(val "$R/proc/sys/kernel/osrelease")
+[ -r "$R/proc/modules" ] && while read -r name _; do printf 'loaded\t%s\n' "$name"; done < "$R/proc/modules"
+for m in "$R"/sys/module/vfio* "$R"/sys/module/pci_stub; do
+	[ -d "$m" ] && printf 'sysfs\t%s\n' "${m##*/}"
+done
+grep -E 'vfio|pci-stub' "$R/lib/modules/$kver/modules.builtin" 2>/dev/null | sed "s/^/builtin$TAB/"
+grep -o -E '^[^:]*(vfio|pci-stub)[^:]*' "$R/lib/modules/$kver/modules.dep" 2>/dev/null | sed "s/^/file$TAB/"
+
+sec modprobe_d
+files "$R"/etc/modprobe.d/*.conf "$R"/run/modprobe.d/*.conf "$R"/lib/modprobe.d/*.conf "$R"/usr/lib/modprobe.d/*.conf
+
+sec driverctl
+for f in "$R"/etc/driverctl.d/*; do
+	[ -f "$f" ] && printf '%s\t%s\n' "${f##*/}" "$(val "$f")"
+done
+
+sec boot_config
+files "$R"/etc/default/grub "$R"/etc/default/grub.d/*.cfg "$R"/etc/kernel/cmdline
+
+sec interrupts
+grep -o -E '(IR|DMAR|AMD-Vi)-[A-Za-z0-9_-]+' "$R/proc/interrupts" 2>/dev/null | sort -u
+
+# dmesg: the first line tells whether boot messages were rotated away; the
+# rest is filtered on the host so a long-running host sends kilobytes, not MB.
+DMESG_PATTERN='dmar|iommu|amd-vi|ivrs|vfio|remapping|rmrr|pci-dma|command line|linux version'
+if [ -n "$R" ]; then
+	src=; for f in "$R/dmesg" "$R/var/log/dmesg"; do [ -f "$f" ] && { src=${f#"$R"}; break; }; done
+	sec dmesg source="${src:-none}"
+	[ -n "$src" ] && { head -n 1 "$R$src"; grep -i -E "$DMESG_PATTERN" "$R$src"; }
+else
+	if out=$(dmesg 2>/dev/null) && [ -n "$out" ]; then
+		sec dmesg source=dmesg
+	elif out=$(journalctl -k -b -q --no-pager 2>/dev/null) && [ -n "$out" ]; then
+		sec dmesg source=journal
+	else
+		out=
+		sec dmesg source=none
+	fi
+	[ -n "$out" ] && { printf '%s\n' "$out" | head -n 1; printf '%s\n' "$out" | grep -i -E "$DMESG_PATTERN"; }
+fi
+
+# libvirt: persistent definitions (dumpxml --inactive) and what is running.
+if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
+	uri=${LIBVIRT_DEFAULT_URI:-qemu:///system}
+	if names=$(virsh -q -c "$uri" list --all --name 2>&1); then
+		running=$(virsh -q -c "$uri" list --name 2>/dev/null)
+		sec libvirt source=virsh
+		printf '%s\n' "$names" | while IFS= read -r dom; do
+			[ -n "$dom" ] || continue
+			state=defined
+			printf '%s\n' "$running" | grep -qxF -- "$dom" && state=running
+			sec domain "$state" "$dom"
+			virsh -q -c "$uri" dumpxml --inactive --domain "$dom" 2>&1
+		done
+	else
+		sec libvirt source=error
+		printf '%s\n' "$names"
+	fi
+elif [ -d "$R/etc/libvirt/qemu" ]; then
+	sec libvirt source=files
+	for f in "$R"/etc/libvirt/qemu/*.xml; do
+		[ -f "$f" ] || continue
+		n=${f##*/}
+		n=${n%.xml}
+		state=defined
+		[ -f "$R/run/libvirt/qemu/$n.xml" ] && state=running
+		sec domain "$state" "$n"
+		cat "$f"
+	done
+else
+	sec libvirt source=none
+fi
+sec end

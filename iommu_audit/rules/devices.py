@@ -1,0 +1,173 @@
+"""PCI devices of the profile: found, unused by the host, isolated, bound to vfio-pci."""
+
+from iommu_audit.facts import HostFacts
+from iommu_audit.parsers import cmdline
+from iommu_audit.parsers.modules import modprobe_vfio_ids
+from iommu_audit.profile import Device, Profile
+from iommu_audit.rules.usage import pci_usage
+from iommu_audit.verdict import Verdict, failed, not_applicable, passed
+
+VFIO = "vfio-pci"
+# Drivers the kernel's VFIO viability rule accepts for other members of a group.
+_VIABLE_DRIVERS = {VFIO, "pci-stub"}
+
+
+def locate(facts: HostFacts, device: Device) -> str | None:
+    """The PCI address of a profile device on this host, or None."""
+    if device.address:
+        return device.address if device.address in facts.pci else None
+    if device.serial:
+        for addr, ctrl in facts.nvme.items():
+            if ctrl.serial == device.serial:
+                return addr
+    if device.slot and device.slot in facts.slots:
+        prefix = facts.slots[device.slot] + "."
+        for addr, dev in sorted(facts.pci.items()):
+            if addr.startswith(prefix) and dev.id == device.id:
+                return addr
+    return None
+
+
+def passthrough_addresses(facts: HostFacts, profile: Profile) -> dict[str, Device]:
+    """{address: device} for every located passthrough device."""
+    out = {}
+    for d in profile.passthrough_devices:
+        addr = locate(facts, d)
+        if addr:
+            out[addr] = d
+    return out
+
+
+def _where(device: Device) -> str:
+    parts = [f"address {device.address}" if device.address else "",
+             f"serial {device.serial}" if device.serial else "", f"slot {device.slot}" if device.slot else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def _missing(device: Device) -> Verdict:
+    return not_applicable(f"{device.name} not found ({_where(device)}): see device-present")
+
+
+def device_present(facts: HostFacts, device: Device) -> Verdict:
+    addr = locate(facts, device)
+    same_model = [a for a, d in sorted(facts.pci.items()) if d.id == device.id]
+    if addr is None:
+        others = f"; [{device.id}] is at {', '.join(same_model)}" if same_model else f"; no [{device.id}] on this host"
+        return failed(f"no device at {_where(device)}{others}", f"[{device.id}] at {_where(device)}",
+                      "check that the card is seated and enabled in firmware, or correct the profile's address")
+    dev = facts.pci[addr]
+    if dev.id != device.id:
+        return failed(f"{addr} is {dev.describe()}", f"[{device.id}] at {addr}",
+                      "correct the profile, or check whether cards were moved between slots")
+    ctrl = facts.nvme.get(addr)
+    if device.serial and ctrl and ctrl.serial and ctrl.serial != device.serial:
+        return failed(f"{addr} has serial {ctrl.serial}", f"serial {device.serial}",
+                      "the drives were swapped or replaced: update the profile or reseat the drives")
+    if device.slot and facts.slots.get(device.slot) and not addr.startswith(facts.slots[device.slot] + "."):
+        return failed(f"{addr} is not in slot {device.slot} ({facts.slots[device.slot]})",
+                      f"[{device.id}] in slot {device.slot}", "correct the profile's slot or address")
+    notes = []
+    if device.serial and not (ctrl and ctrl.serial):
+        notes.append(f"serial not readable while on driver {dev.driver or '(none)'}")
+    return passed(f"{dev.describe()}" + (f", serial {ctrl.serial}" if ctrl and ctrl.serial else ""), notes)
+
+
+def device_not_used_by_host(facts: HostFacts, device: Device) -> Verdict:
+    addr = locate(facts, device)
+    if addr is None:
+        return _missing(device)
+    uses = pci_usage(facts, addr)
+    if uses:
+        return failed("; ".join(uses), f"{addr} unused by the host",
+                      "move the data and services off this device (unmount, swapoff, remove from LVM/md, "
+                      "move the route) before passing it to a VM")
+    return passed(f"no mounted filesystem, swap, LVM/md or routed interface on {addr}")
+
+
+def iommu_group_clean(facts: HostFacts, device: Device, profile: Profile) -> Verdict:
+    addr = locate(facts, device)
+    if addr is None:
+        return _missing(device)
+    group = facts.pci[addr].iommu_group
+    if group is None:
+        return failed(f"{addr} is in no IOMMU group", "the device in an IOMMU group",
+                      "make the IOMMU active first (see iommu-active)")
+    wanted = passthrough_addresses(facts, profile)
+    members = facts.groups.get(group, [addr])
+    bad = []
+    for m in members:
+        if m == addr:
+            continue
+        other = facts.pci.get(m)
+        if other is None or other.is_bridge:
+            continue
+        peer = wanted.get(m)
+        if peer is not None:
+            if peer.vm != device.vm:
+                bad.append(f"{other.describe()} goes to VM {peer.vm}")
+        elif other.driver and other.driver not in _VIABLE_DRIVERS and "vfio" not in other.driver:
+            bad.append(other.describe())
+    listing = [f"group {group}: " + ", ".join(facts.pci[m].describe() if m in facts.pci else m for m in members)]
+    if bad:
+        return failed(f"IOMMU group {group} also holds: " + "; ".join(bad),
+                      f"every other endpoint of group {group} unbound, on vfio-pci/pci-stub, or passed to {device.vm}",
+                      f"pass every endpoint of group {group} to {device.vm} (or leave it without a host driver), or move "
+                      "the card to a slot whose root port isolates it (ACS); never rely on pcie_acs_override", listing)
+    return passed(f"IOMMU group {group} is clean ({len(members)} member(s))", listing)
+
+
+def bound_to_vfio(facts: HostFacts, device: Device) -> Verdict:
+    addr = locate(facts, device)
+    if addr is None:
+        return _missing(device)
+    dev = facts.pci[addr]
+    if dev.driver == VFIO:
+        return passed(f"{addr} is bound to vfio-pci")
+    return failed(f"{addr} is bound to {dev.driver or 'no driver'}", f"{addr} bound to vfio-pci",
+                  f"driverctl set-override {addr} vfio-pci (binds now and at every boot)")
+
+
+def vfio_claims(facts: HostFacts, addr: str) -> list[str]:
+    """What makes vfio-pci take the device at boot (driverctl, vfio-pci.ids)."""
+    dev = facts.pci[addr]
+    claims = []
+    if facts.driverctl.get(addr) == VFIO:
+        claims.append(f"driverctl override /etc/driverctl.d/pci-{addr}")
+    boot = facts.boot_cmdline()
+    if boot and dev.id in cmdline.vfio_pci_ids(cmdline.params(boot[1])):
+        claims.append(f"vfio-pci.ids={dev.id} in {boot[0]}")
+    claims += [f"options vfio-pci ids={dev.id} in {line.path}" for i, line in modprobe_vfio_ids(facts.modprobe)
+               if i == dev.id]
+    return claims
+
+
+def vfio_binding_persistent(facts: HostFacts, device: Device) -> Verdict:
+    addr = locate(facts, device)
+    if addr is None:
+        return _missing(device)
+    claims = vfio_claims(facts, addr)
+    claims += [f"libvirt managed='yes' in VM {dom.name} (detached when it starts)"
+               for dom, hd in facts.hostdev_users(addr) if hd.managed and dom.name == device.vm]
+    if claims:
+        return passed("; ".join(claims))
+    dev = facts.pci[addr]
+    now = f" (driver_override={dev.driver_override} is set now, but lost at reboot)" if dev.driver_override else ""
+    return failed(f"nothing binds {addr} to vfio-pci at boot{now}",
+                  "a driverctl override, vfio-pci.ids in the boot configuration or modprobe.d, or libvirt managed='yes'",
+                  f"driverctl set-override {addr} vfio-pci")
+
+
+def host_device_kept(facts: HostFacts, device: Device) -> Verdict:
+    addr = locate(facts, device)
+    if addr is None:
+        return _missing(device)
+    dev = facts.pci[addr]
+    problems = []
+    if dev.driver in _VIABLE_DRIVERS:
+        problems.append(f"bound to {dev.driver}")
+    problems += vfio_claims(facts, addr)
+    problems += [f"passed to VM {dom.name}" for dom, _ in facts.hostdev_users(addr)]
+    if problems:
+        return failed(f"{addr}: " + "; ".join(problems), f"{addr} on its host driver and in no VM",
+                      f"driverctl unset-override {addr}, remove it from vfio-pci.ids and from the VM definitions")
+    return passed(f"{dev.describe()}, in no VM")

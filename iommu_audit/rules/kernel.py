@@ -1,0 +1,161 @@
+"""The running kernel: command line, boot configuration, DMA and interrupt remapping, modules, log."""
+
+from iommu_audit.facts import HostFacts
+from iommu_audit.parsers import cmdline
+from iommu_audit.parsers.modules import modprobe_vfio_ids
+from iommu_audit.profile import Profile
+from iommu_audit.rules.devices import passthrough_addresses
+from iommu_audit.verdict import Verdict, failed, passed
+
+GRUB_FIX = "set it in GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub, run update-grub and reboot"
+
+
+def cmdline_problems(params: list[cmdline.Param], profile: Profile) -> list[str]:
+    """Why a command line does not give this profile a working IOMMU ([] if it does)."""
+    problems = []
+    off = cmdline.iommu_off(params)
+    if off:
+        problems.append(f"{off} disables the IOMMU")
+    if profile.cpu_vendor == "intel":
+        state, arg = cmdline.intel_iommu_state(params)
+        if state is None:
+            problems.append("intel_iommu=on is missing")
+        elif state == "off":
+            problems.append(f"{arg} disables Intel DMA remapping (the last intel_iommu= wins)")
+    else:
+        for opt in cmdline.amd_iommu_invalid(params):
+            hint = " (the AMD IOMMU is on by default; remove it)" if opt == "on" else ""
+            problems.append(f"amd_iommu={opt} is not a valid option{hint}")
+    problems += [f"{w} is required by the profile and missing" for w in profile.cmdline_require
+                 if not cmdline.has(params, w)]
+    problems += [f"{w} is forbidden by the profile" for w in profile.cmdline_forbid if cmdline.has(params, w)]
+    return problems
+
+
+def expected_cmdline(profile: Profile) -> str:
+    want = (["intel_iommu=on"] if profile.cpu_vendor == "intel" else ["no iommu=off/amd_iommu=off"])
+    want += [w for w in profile.cmdline_require if w not in want]
+    return " ".join(want) + (f"; none of: {' '.join(profile.cmdline_forbid)}" if profile.cmdline_forbid else "")
+
+
+def cmdline_iommu(facts: HostFacts, profile: Profile) -> Verdict:
+    problems = cmdline_problems(facts.params, profile)
+    evidence = [f"/proc/cmdline: {facts.cmdline}"]
+    if problems:
+        return failed("; ".join(problems), expected_cmdline(profile), GRUB_FIX, evidence)
+    return passed(f"/proc/cmdline has {expected_cmdline(profile)}", evidence)
+
+
+def cmdline_no_acs_override(facts: HostFacts, profile: Profile) -> Verdict:
+    acs = [f"pcie_acs_override={v}" if v else "pcie_acs_override" for v in cmdline.values(facts.params, "pcie_acs_override")]
+    if acs:
+        return failed(f"{' '.join(acs)} on the kernel command line: IOMMU groups are not real isolation",
+                      "no pcie_acs_override", "remove pcie_acs_override from the boot configuration; move the "
+                      "device to a slot whose upstream port supports ACS instead", [f"/proc/cmdline: {facts.cmdline}"])
+    return passed("no pcie_acs_override on the kernel command line")
+
+
+def cmdline_persistent(facts: HostFacts, profile: Profile) -> Verdict:
+    boot = facts.boot_cmdline()
+    if boot is None:
+        return failed("no boot loader configuration found (/etc/default/grub, /etc/default/grub.d/*.cfg, "
+                      "/etc/kernel/cmdline)", f"a boot configuration with {expected_cmdline(profile)}",
+                      "keep the kernel arguments in the boot loader configuration")
+    where, line = boot
+    params = cmdline.params(line)
+    problems = cmdline_problems(params, profile)
+    if cmdline.values(params, "pcie_acs_override"):
+        problems.append("pcie_acs_override would be set at the next boot")
+    if problems:
+        return failed(f"next boot ({where}): {'; '.join(problems)}", expected_cmdline(profile),
+                      GRUB_FIX, [f"{where}: {line}"])
+    return passed(f"next boot ({where}) keeps {expected_cmdline(profile)}", [f"{where}: {line}"])
+
+
+def iommu_active(facts: HostFacts, profile: Profile) -> Verdict:
+    units, groups = facts.iommu_class, facts.groups
+    evidence = [f.line for f in facts.findings("intel_enabled") + facts.findings("intel_disabled")
+                + facts.findings("vtd_active") + facts.findings("amd_found") + facts.findings("amd_disabled")
+                + facts.findings("default_domain")]
+    found = f"{len(units)} IOMMU unit(s) in /sys/class/iommu ({', '.join(units) or 'none'}), {len(groups)} IOMMU group(s)"
+    if units and groups:
+        return passed(found, evidence)
+    if facts.findings("intel_enabled") and not groups:
+        found += "; the kernel log says the IOMMU was enabled, yet no group exists (no usable DMAR unit)"
+    return failed(found, "at least one IOMMU unit and populated /sys/kernel/iommu_groups",
+                  "fix the firmware and command-line requirements above, then reboot", evidence)
+
+
+def interrupt_remapping(facts: HostFacts, profile: Profile) -> Verdict:
+    chips = [c for c in facts.interrupt_chips if c.startswith("IR-")]
+    logged = [f.line for f in facts.findings("ir_enabled")]
+    evidence = logged + [f.line for f in facts.findings("ir_failed")]
+    if chips or logged:
+        how = f"remapped interrupt chips in /proc/interrupts: {', '.join(chips)}" if chips else "kernel log"
+        return passed(f"interrupt remapping enabled ({how})", evidence)
+    off = [f"intremap={v}" for v in cmdline.values(facts.params, "intremap") if v in ("off", "nosid")]
+    fix = "remove " + " ".join(off) if off else "enable interrupt remapping / x2APIC in the firmware setup"
+    return failed("no remapped (IR-*) interrupts in /proc/interrupts and no 'IRQ remapping enabled' in the kernel log"
+                  + (f"; {' '.join(off)} on the command line" if off else ""),
+                  "interrupt remapping enabled", fix, evidence)
+
+
+VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
+
+
+def vfio_modules(facts: HostFacts, profile: Profile) -> Verdict:
+    m = facts.modules
+    missing = [n for n in VFIO_MODULES if not m.active(n)]
+    if not missing:
+        return passed("loaded or built in: " + ", ".join(VFIO_MODULES))
+    on_disk = [n for n in missing if n in m.on_disk]
+    found = f"not loaded: {', '.join(missing)}"
+    if on_disk:
+        found += f" (available on disk: {', '.join(on_disk)})"
+        fix = "modprobe vfio-pci, and list vfio-pci in /etc/modules-load.d/vfio-pci.conf so it loads at boot"
+    else:
+        fix = f"install a kernel with VFIO (modules {', '.join(missing)}), e.g. linux-modules-extra on Ubuntu"
+    return failed(found, f"{', '.join(VFIO_MODULES)} loaded or built in", fix)
+
+
+BLOCKER_FIX = {
+    "rmrr_ineligible": "the firmware reserves memory (RMRR) for this device, so it cannot be assigned. On HPE "
+                       "ProLiant, exclude the slot from 'HPE Shared Memory features' with conrep, or use another "
+                       "device/slot",
+    "firmware_bug": "update the system firmware (BIOS/UEFI); a broken DMAR/IVRS table makes DMA remapping unreliable",
+    "unsafe_interrupts": "enable interrupt remapping (x2APIC / IR) in firmware; do not set allow_unsafe_interrupts",
+}
+
+
+def no_known_blockers(facts: HostFacts, profile: Profile) -> Verdict:
+    if facts.dmesg_source == "none":
+        return failed("the kernel log could not be read", "a readable kernel log to search for known blockers",
+                      "run as root or with --sudo (dmesg is restricted), or add a dmesg capture to the sysroot")
+    hits = [f for kind in BLOCKER_FIX for f in facts.findings(kind)]
+    if hits:
+        kinds = list(dict.fromkeys(f.kind for f in hits))
+        return failed("; ".join(f.line for f in hits), "no RMRR, firmware-bug or unsafe-interrupt messages",
+                      " / ".join(BLOCKER_FIX[k] for k in kinds), [f.line for f in hits])
+    note = "" if facts.boot_log else " (boot messages have rotated out of the log: firmware messages not checked)"
+    return passed(f"no known blocker in the kernel log ({facts.dmesg_source}){note}")
+
+
+def vfio_ids_scope(facts: HostFacts, profile: Profile) -> Verdict:
+    claims = [(i, "/proc/cmdline") for i in cmdline.vfio_pci_ids(facts.params)]
+    boot = facts.boot_cmdline()
+    if boot:
+        claims += [(i, boot[0]) for i in cmdline.vfio_pci_ids(cmdline.params(boot[1]))]
+    claims += [(i, line.path) for i, line in modprobe_vfio_ids(facts.modprobe)]
+    if not claims:
+        return passed("vfio-pci.ids is not used")
+    wanted = set(passthrough_addresses(facts, profile))
+    stray = []
+    for pci_id, where in dict.fromkeys(claims):
+        for dev in facts.pci.values():
+            if dev.id == pci_id and dev.address not in wanted:
+                stray.append(f"{pci_id} ({where}) also claims {dev.describe()}")
+    ids = ", ".join(dict.fromkeys(f"{i} ({w})" for i, w in claims))
+    if stray:
+        return failed("; ".join(stray), "vfio-pci.ids matches only devices the profile passes to VMs",
+                      "bind per device instead (driverctl set-override <address> vfio-pci) and drop the ids= entry", [f"vfio-pci.ids: {ids}"])
+    return passed(f"vfio-pci.ids claims only profiled passthrough devices ({ids})")

@@ -1,0 +1,46 @@
+"""libvirt: each passthrough device defined in its VM, and in no other."""
+
+from iommu_audit.facts import HostFacts
+from iommu_audit.profile import Device
+from iommu_audit.rules.devices import locate
+from iommu_audit.verdict import Verdict, failed, not_applicable, passed
+
+
+def libvirt_unusable(facts: HostFacts, vm: str) -> Verdict | None:
+    """A failing verdict when VM definitions cannot be read, or when the VM is not defined."""
+    if facts.libvirt_source == "none":
+        return failed("libvirt is not installed (no virsh, no /etc/libvirt/qemu)", f"a libvirt domain {vm}",
+                      "install libvirt (apt-get install libvirt-daemon-system libvirt-clients) and define the VMs")
+    if facts.libvirt_source == "error":
+        return failed(f"virsh could not list domains: {facts.libvirt_error}", f"a libvirt domain {vm}",
+                      "start libvirtd, run the audit as root or with --sudo, or set LIBVIRT_DEFAULT_URI")
+    broken = [d for d in facts.domains if d.error]
+    if vm not in {d.name for d in facts.domains}:
+        names = ", ".join(sorted(d.name for d in facts.domains)) or "none"
+        return failed(f"no libvirt domain named {vm} (domains: {names})", f"a libvirt domain {vm}",
+                      f"define {vm} (virsh define) or correct the profile's vm name",
+                      [f"{d.name}: {d.error}" for d in broken])
+    return None
+
+
+def assigned_to_vm(facts: HostFacts, device: Device) -> Verdict:
+    addr = locate(facts, device)
+    if addr is None:
+        return not_applicable(f"{device.name} not found: see device-present")
+    problem = libvirt_unusable(facts, device.vm)
+    if problem:
+        return problem
+    users = sorted({dom.name for dom, _ in facts.hostdev_users(addr)})
+    others = [u for u in users if u != device.vm]
+    if device.vm in users and not others:
+        return passed(f"{addr} is a <hostdev> of {device.vm} only")
+    found = []
+    if device.vm not in users:
+        found.append(f"{device.vm} has no <hostdev> for {addr}")
+    if others:
+        found.append(f"{addr} is also defined in {', '.join(others)}")
+    fix = []
+    if device.vm not in users:
+        fix.append(f"virsh attach-device {device.vm} <hostdev-{addr}.xml> --config")
+    fix += [f"virsh detach-device {o} <hostdev-{addr}.xml> --config" for o in others]
+    return failed("; ".join(found), f"{addr} in {device.vm} and in no other VM", "; ".join(fix))
