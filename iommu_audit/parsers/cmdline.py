@@ -52,9 +52,13 @@ def values(ps: list[Param], key: str) -> list[str | None]:
 
 
 def has(ps: list[Param], word: str) -> bool:
-    """True if "key" or "key=value" (as written in word) is on the command line."""
+    """True if "key" or "key=value" is on the command line; value may be one of a comma list.
+
+    >>> has(params("intel_iommu=on,igfx_off"), "intel_iommu=on")
+    True
+    """
     key, eq, value = word.partition("=")
-    return any(_same_key(k, key) and (not eq or v == value) for k, v in ps)
+    return any(_same_key(k, key) and (not eq or v == value or value in (v or "").split(",")) for k, v in ps)
 
 
 def _options_state(ps: list[Param], key: str, on: set[str], off: set[str]) -> tuple[str | None, str]:

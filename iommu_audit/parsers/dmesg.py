@@ -18,10 +18,12 @@ _DEVICE = re.compile(r"\b(?:pci|vfio-pci|vfio_pci|vfio|nvme|DMAR|ahci)\s+((?:[0-
 # (kind, pattern), first match wins. Message texts from drivers/iommu/intel/*.c,
 # drivers/iommu/amd/init.c and drivers/vfio/vfio_iommu_type1.c, 3.x to 6.x.
 _KINDS = [
-    ("acpi_dmar", r"ACPI: DMAR 0x"),
-    ("acpi_ivrs", r"ACPI: IVRS 0x"),
+    ("acpi_dmar", r"ACPI: DMAR\s+(0x)?[0-9a-fA-F]{8}"),
+    ("acpi_ivrs", r"ACPI: IVRS\s+(0x)?[0-9a-fA-F]{8}"),
     ("firmware_bug", r"\[Firmware Bug\].*(DMAR|IOMMU|RMRR|IVRS|AMD-Vi|DRHD)|(DMAR|AMD-Vi|IVRS).*\[Firmware Bug\]"),
-    ("rmrr_ineligible", r"ineligible for IOMMU domain attach due to platform RMRR requirement"),
+    # <= 6.2 (vfio/intel); >= 6.3 the IOMMU core refuses devices with a firmware 1:1 (RMRR) mapping.
+    ("rmrr_ineligible", r"ineligible for IOMMU domain attach due to platform RMRR requirement"
+                        r"|Firmware has requested this device have a 1:1 IOMMU mapping"),
     ("unsafe_interrupts", r"No interrupt remapping support\.\s+Use the module param"),
     ("intel_disabled", r"(DMAR|Intel-IOMMU): (IOMMU )?disabled\b"),
     ("intel_enabled", r"(DMAR: IOMMU enabled|Intel-IOMMU: enabled|DMAR: Intel-IOMMU force enabled)"),
@@ -31,7 +33,7 @@ _KINDS = [
     ("amd_unknown_option", r"AMD-Vi: Unknown option"),
     ("amd_found", r"AMD-Vi: Found IOMMU"),
     ("amd_disabled", r"AMD-Vi: (AMD IOMMU disabled|IOMMU disabled|Disabling IOMMU)"),
-    ("group_added", r"Adding to iommu group \d+"),
+    ("group_added", r"Adding to iommu group \d+|iommu: Adding device \S+ to group \d+"),
     ("default_domain", r"iommu: Default domain type:"),
 ]
 _COMPILED = [(kind, re.compile(p)) for kind, p in _KINDS]

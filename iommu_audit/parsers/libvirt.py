@@ -20,9 +20,13 @@ class Domain:
 
 
 def _number(text: str | None) -> int:
-    # libvirt accepts both "0x06" and "6" in address attributes.
+    """Address attributes as libvirt reads them (strtol base 0): '0x10' hex, '010' octal, '16' decimal."""
     text = (text or "0").strip().lower()
-    return int(text, 16) if text.startswith("0x") else int(text, 10)
+    if text.startswith("0x"):
+        return int(text, 16)
+    if text.startswith("0") and len(text) > 1:
+        return int(text, 8)
+    return int(text, 10)
 
 
 def domain(name: str, state: str, xml_text: str) -> Domain:

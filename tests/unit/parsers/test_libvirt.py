@@ -1,0 +1,41 @@
+"""Domain XML as `virsh dumpxml --inactive` prints it (tests/data/libvirt)."""
+
+from pathlib import Path
+
+from iommu_audit.parsers.libvirt import domain
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "libvirt"
+
+
+def load(name: str, state: str = "defined"):
+    return domain("vm", state, (DATA / name).read_text())
+
+
+def test_managed_hostdev():
+    d = load("vm-hostdev-managed.xml", "running")
+    assert d.running and not d.error
+    assert [(h.address, h.managed) for h in d.hostdevs] == [((0, 6, 0, 0), True), ((0, 7, 0, 0), True)]
+
+
+def test_unmanaged_hostdev():
+    assert [h.managed for h in load("vm-hostdev-unmanaged.xml").hostdevs] == [False]
+
+
+def test_addresses_are_read_as_libvirt_reads_them():
+    # strtoul base 0: "6" decimal, "0x06" hex, "16" is decimal sixteen (0x10), not 0x16.
+    d = load("vm-hostdev-decimal-input.xml")
+    assert [h.address for h in d.hostdevs] == [(0, 6, 0, 0), (0, 16, 0, 0)]
+    octal = domain("o", "defined", "<domain><devices><hostdev mode='subsystem' type='pci'><source>"
+                                   "<address domain='0' bus='010' slot='0' function='0'/></source></hostdev></devices></domain>")
+    assert octal.hostdevs[0].address == (0, 8, 0, 0)
+
+
+def test_block_disk_source():
+    d = load("vm-block-disk.xml")
+    assert d.block_disks and all(s.startswith("/dev/") for s in d.block_disks)
+    assert d.hostdevs == ()
+
+
+def test_broken_xml_is_reported_not_raised():
+    d = domain("z-ceph-1", "defined", "error: failed to get domain 'z-ceph-1'")
+    assert d.error.startswith("unreadable definition") and d.hostdevs == ()

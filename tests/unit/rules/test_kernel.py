@@ -1,0 +1,225 @@
+from dataclasses import replace
+
+from iommu_audit.rules import kernel
+
+CMDLINE = "proc/cmdline"
+BASE = "BOOT_IMAGE=/vmlinuz-5.15.0-91-generic root=/dev/mapper/vg0-root ro"
+
+
+def set_cmdline(host, args: str):
+    host.write(CMDLINE, f"{BASE} {args}\n")
+
+
+# --- cmdline-iommu -------------------------------------------------------------
+
+def test_cmdline_with_intel_iommu_on_and_profile_args_passes(host, dl360):
+    v = kernel.cmdline_iommu(host.facts(), dl360)
+    assert v.ok and "intel_iommu=on" in v.found
+
+
+def test_missing_intel_iommu_fails_with_grub_fix(host, dl360):
+    set_cmdline(host, "iommu=pt")
+    v = kernel.cmdline_iommu(host.facts(), dl360)
+    assert not v.ok and "intel_iommu=on is missing" in v.found
+    assert "GRUB_CMDLINE_LINUX_DEFAULT" in v.fix and "update-grub" in v.fix
+
+
+def test_last_intel_iommu_wins(host, dl360):
+    set_cmdline(host, "intel_iommu=on iommu=pt intel_iommu=off")
+    v = kernel.cmdline_iommu(host.facts(), dl360)
+    assert not v.ok and "intel_iommu=off disables" in v.found
+    set_cmdline(host, "intel_iommu=off intel_iommu=on,igfx_off iommu=pt")
+    assert kernel.cmdline_iommu(host.facts(), dl360).ok
+
+
+def test_iommu_off_disables_everything(host, dl360):
+    set_cmdline(host, "intel_iommu=on iommu=off")
+    v = kernel.cmdline_iommu(host.facts(), dl360)
+    assert not v.ok and "iommu=off disables the IOMMU" in v.found and "iommu=pt is required" in v.found
+
+
+def test_profile_required_and_forbidden_arguments(host, dl360):
+    set_cmdline(host, "intel_iommu=on")
+    v = kernel.cmdline_iommu(host.facts(), dl360)
+    assert not v.ok and "iommu=pt is required by the profile" in v.found
+    strict = replace(dl360, cmdline_forbid=["nomodeset"])
+    set_cmdline(host, "intel_iommu=on iommu=pt nomodeset")
+    v = kernel.cmdline_iommu(host.facts(), strict)
+    assert not v.ok and "nomodeset is forbidden" in v.found
+
+
+def test_amd_rules(host, dl360):
+    amd = replace(dl360, cpu_vendor="amd", cmdline_require=[])
+    set_cmdline(host, "quiet")
+    assert kernel.cmdline_iommu(host.facts(), amd).ok  # on by default
+    set_cmdline(host, "amd_iommu=on iommu=pt")
+    v = kernel.cmdline_iommu(host.facts(), amd)
+    assert not v.ok and "amd_iommu=on is not a valid option" in v.found and "on by default" in v.found
+    set_cmdline(host, "amd_iommu=off")
+    v = kernel.cmdline_iommu(host.facts(), amd)
+    assert not v.ok and "amd_iommu=off disables the IOMMU" in v.found
+    set_cmdline(host, "iommu=pt amd_iommu=force_isolation")
+    assert kernel.cmdline_iommu(host.facts(), amd).ok
+
+
+# --- cmdline-no-acs-override ---------------------------------------------------
+
+def test_acs_override_is_flagged(host, dl360):
+    assert kernel.cmdline_no_acs_override(host.facts(), dl360).ok
+    set_cmdline(host, "intel_iommu=on iommu=pt pcie_acs_override=downstream,multifunction")
+    v = kernel.cmdline_no_acs_override(host.facts(), dl360)
+    assert not v.ok and "pcie_acs_override=downstream,multifunction" in v.found
+
+
+# --- cmdline-persistent --------------------------------------------------------
+
+def test_grub_keeps_the_arguments(host, dl360):
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert v.ok and "/etc/default/grub" in v.found
+
+
+def test_arguments_only_on_the_running_kernel_fail(host, dl360):
+    host.replace("etc/default/grub", 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"',
+                 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"')
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "next boot" in v.found and "intel_iommu=on is missing" in v.found
+    assert kernel.cmdline_iommu(host.facts(), dl360).ok  # the running kernel still has it
+
+
+def test_grub_d_snippet_overrides_and_appends(host, dl360):
+    # Ubuntu cloud images ship /etc/default/grub.d/50-cloudimg-settings.cfg, read after /etc/default/grub.
+    host.write("etc/default/grub.d/50-cloudimg-settings.cfg",
+               'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0"\n')
+    assert not kernel.cmdline_persistent(host.facts(), dl360).ok
+    host.write("etc/default/grub.d/60-iommu.cfg",
+               'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT intel_iommu=on iommu=pt"\n')
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert v.ok, v.found
+
+
+def test_kernel_cmdline_file_and_no_boot_config(host, dl360):
+    host.remove("etc/default/grub")
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "no boot loader configuration" in v.found
+    host.write("etc/kernel/cmdline", "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt\n")
+    assert kernel.cmdline_persistent(host.facts(), dl360).ok
+
+
+# --- iommu-active --------------------------------------------------------------
+
+def test_groups_and_units_pass(host, dl360):
+    v = kernel.iommu_active(host.facts(), dl360)
+    assert v.ok and "2 IOMMU unit(s)" in v.found and "18 IOMMU group(s)" in v.found
+
+
+def test_enabled_in_log_but_no_groups_fails(host, dl360):
+    # What a kernel with intel_iommu=on but no usable DMAR unit shows: the log line, no groups.
+    host.remove("sys/kernel/iommu_groups").remove("sys/class/iommu")
+    v = kernel.iommu_active(host.facts(), dl360)
+    assert not v.ok and "0 IOMMU group(s)" in v.found and "yet no group exists" in v.found
+    assert any("DMAR: IOMMU enabled" in e for e in v.evidence)
+
+
+def test_active_without_any_log_line_passes(host, dl360):
+    # Rotated ring buffer or a default-on kernel: sysfs is the proof, not dmesg.
+    host.write("dmesg", "[1834567.123456] perf: interrupt took too long (2503 > 2500)\n")
+    assert kernel.iommu_active(host.facts(), dl360).ok
+
+
+# --- interrupt-remapping -------------------------------------------------------
+
+def test_ir_chips_in_proc_interrupts_pass(host, dl360):
+    v = kernel.interrupt_remapping(host.facts(), dl360)
+    assert v.ok and "IR-PCI-MSI" in v.found
+
+
+def test_no_ir_fails_and_names_intremap_off(host, dl360):
+    host.write("proc/interrupts", host.read("proc/interrupts").replace("IR-", ""))
+    host.write("dmesg", "\n".join(l for l in host.read("dmesg").splitlines() if "IRQ remapping" not in l) + "\n")
+    set_cmdline(host, "intel_iommu=on iommu=pt intremap=off")
+    v = kernel.interrupt_remapping(host.facts(), dl360)
+    assert not v.ok and "intremap=off" in v.found and v.fix == "remove intremap=off"
+
+
+# --- vfio-modules --------------------------------------------------------------
+
+def test_builtin_vfio_counts(host, dl360):
+    # Ubuntu builds vfio, vfio_pci and vfio_iommu_type1 into the kernel: not in /proc/modules.
+    f = host.facts()
+    assert "vfio_pci" not in f.modules.loaded
+    assert kernel.vfio_modules(f, dl360).ok
+
+
+def test_missing_vfio_modules_fail(host, dl360):
+    host.write("lib/modules/5.15.0-91-generic/modules.builtin", "kernel/drivers/iommu/intel/iommu.ko\n")
+    for m in ("vfio", "vfio_pci", "vfio_iommu_type1"):
+        host.remove(f"sys/module/{m}")
+    host.write("lib/modules/5.15.0-91-generic/modules.dep",
+               "kernel/drivers/vfio/vfio.ko:\nkernel/drivers/vfio/pci/vfio-pci.ko.zst: kernel/drivers/vfio/vfio.ko\n")
+    v = kernel.vfio_modules(host.facts(), dl360)
+    assert not v.ok and "not loaded: vfio, vfio_pci, vfio_iommu_type1" in v.found
+    assert "available on disk: vfio, vfio_pci" in v.found and "modprobe vfio-pci" in v.fix
+    host.append("proc/modules", "vfio_iommu_type1 45056 0 - Live 0x0000000000000000\n"
+                "vfio_pci 16384 0 - Live 0x0000000000000000\nvfio 45056 2 vfio_iommu_type1,vfio_pci, Live 0x0\n")
+    assert kernel.vfio_modules(host.facts(), dl360).ok
+
+
+# --- no-known-blockers ---------------------------------------------------------
+
+RMRR = ("[  412.803338] vfio-pci 0000:06:00.0: Device is ineligible for IOMMU domain attach due to platform "
+        "RMRR requirement.  Contact your platform vendor.\n")
+
+
+def test_clean_log_passes(host, dl360):
+    assert kernel.no_known_blockers(host.facts(), dl360).ok
+
+
+def test_hpe_rmrr_is_reported_with_the_device(host, dl360):
+    host.append("dmesg", RMRR)
+    f = host.facts()
+    v = kernel.no_known_blockers(f, dl360)
+    assert not v.ok and "0000:06:00.0" in v.found and "conrep" in v.fix
+    assert f.findings("rmrr_ineligible")[0].address == "0000:06:00.0"
+
+
+def test_unsafe_interrupts_and_firmware_bugs(host, dl360):
+    host.append("dmesg", '[  98.114455] vfio_iommu_type1_attach_group: No interrupt remapping support.  Use the module '
+                'param "allow_unsafe_interrupts" to enable VFIO IOMMU support on this platform\n'
+                "[    0.301223] DMAR: [Firmware Bug]: Your BIOS is broken; DMAR reported at address 0!\n")
+    v = kernel.no_known_blockers(host.facts(), dl360)
+    assert not v.ok and "allow_unsafe_interrupts" in v.fix and "update the system firmware" in v.fix
+
+
+def test_unreadable_log_cannot_pass(host, dl360):
+    host.remove("dmesg")
+    v = kernel.no_known_blockers(host.facts(), dl360)
+    assert not v.ok and "could not be read" in v.found
+
+
+def test_rotated_log_passes_with_a_note(host, dl360):
+    host.write("dmesg", "[1834567.123456] perf: interrupt took too long (2503 > 2500)\n")
+    v = kernel.no_known_blockers(host.facts(), dl360)
+    assert v.ok and "rotated" in v.found
+
+
+# --- vfio-ids-scope ------------------------------------------------------------
+
+def test_no_ids_passes(host, dl360):
+    assert kernel.vfio_ids_scope(host.facts(), dl360).ok
+
+
+def test_ids_capturing_the_hosts_own_nvme_fail(host, dl360):
+    # All four NVMe are the same model: vfio-pci.ids=144d:a808 would take the host's system disk too.
+    host.replace("etc/default/grub", 'iommu=pt"', 'iommu=pt vfio-pci.ids=144d:a808"')
+    v = kernel.vfio_ids_scope(host.facts(), dl360)
+    assert not v.ok and "0000:09:00.0" in v.found and "/etc/default/grub" in v.found
+    assert "driverctl set-override" in v.fix
+
+
+def test_modprobe_ids_for_a_model_only_in_vms_pass(host, dl360):
+    host.write("etc/modprobe.d/vfio.conf", "options vfio-pci ids=10de:1db6 disable_vga=1\n")
+    v = kernel.vfio_ids_scope(host.facts(), dl360)
+    assert v.ok and "10de:1db6" in v.found
+    host.write("etc/modprobe.d/vfio.conf", "options vfio_pci ids=14e4:1657\n")
+    v = kernel.vfio_ids_scope(host.facts(), dl360)
+    assert not v.ok and "0000:02:00.0" in v.found and "Ethernet" in v.found
