@@ -8,9 +8,10 @@ Where facts come from (a Target):
 
 import datetime
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+import testinfra
 
 PROBE = (Path(__file__).with_name("probe.sh")).read_text()
 END_MARKER = "::iommu-audit:: end"
@@ -25,7 +26,7 @@ class GatherError(Exception):
 class Target:
     name: str  # short host name used in test ids
     source: str  # where the facts come from, for humans: "ssh://node1", "sysroot:/srv/x"
-    host: object = None  # testinfra Host, for live targets
+    host: object = None  # testinfra Host; None: this machine
     sysroot: str = ""
     saved_output: str = ""
 
@@ -45,34 +46,23 @@ def _now() -> str:
 def gather(target: Target) -> Gathered:
     if target.saved_output:
         return Gathered(target.name, target.source, "", target.saved_output)
-    if target.sysroot:
-        out = _run_local(target)
-    else:
-        out = _run_remote(target)
+    host = target.host or testinfra.get_host("local://")
+    root = target.sysroot or "/"
+    try:
+        # The one round trip: the probe travels as an argument of sh -c; testinfra quotes it.
+        result = host.run("sh -c %s iommu-audit-probe %s", PROBE, root)
+    except Exception as exc:  # testinfra backends raise their own types (paramiko, ansible)
+        raise GatherError(f"{target.source}: cannot run commands on the host: {exc}. {_REACH_HINT}") from None
+    # Decode leniently: HPE firmware puts non-UTF-8 bytes into ACPI table lines of dmesg.
+    out = result.stdout_bytes.decode("utf-8", errors="replace")
     if END_MARKER not in out:
-        raise GatherError(f"{target.source}: the probe's output was cut short; re-run, and check the host's shell and disk space")
+        detail = (result.stderr_bytes.decode("utf-8", errors="replace") or out).strip().splitlines()
+        reason = detail[-1] if detail else f"exit code {result.rc}"
+        raise GatherError(f"{target.source}: unreachable, or the probe was cut short ({reason}). {_REACH_HINT}")
     return Gathered(target.name, target.source, _now(), out)
 
 
-def _run_local(target: Target) -> str:
-    # argv, no shell string: the sysroot path is passed as an argument.
-    proc = subprocess.run(["sh", "-c", PROBE, "iommu-audit-probe", target.sysroot],
-                          capture_output=True, text=True, errors="replace", timeout=300)
-    return proc.stdout
-
-
-def _run_remote(target: Target) -> str:
-    try:
-        result = target.host.run("sh -c %s iommu-audit-probe /", PROBE)
-    except Exception as exc:  # testinfra backends raise their own types (paramiko, ansible)
-        raise GatherError(f"{target.source}: cannot run commands on the host: {exc}. "
-                          "Check the address, SSH access (--ssh-config, --ssh-identity-file) and that the host is up.") from None
-    if END_MARKER not in result.stdout:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        reason = detail[-1] if detail else f"exit code {result.rc}"
-        raise GatherError(f"{target.source}: unreachable or the probe failed ({reason}). "
-                          "Check the address, SSH access (--ssh-config, --ssh-identity-file) and that the host is up.")
-    return result.stdout
+_REACH_HINT = ("Check the address, SSH access (--ssh-config, --ssh-identity-file, --sudo) and that the host is up.")
 
 
 def save(path: str, gathered: list[Gathered]) -> None:

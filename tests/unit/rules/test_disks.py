@@ -1,0 +1,72 @@
+from iommu_audit.rules import disks
+
+SDA_XML = "etc/libvirt/qemu/z-gluster-1.xml"
+
+
+def disk(profile, name):
+    return profile.device_named(name)
+
+
+def test_disk_present_by_wwn(host, dl360):
+    v = disks.disk_present(host.facts(), disk(dl360, "gluster-hdd-1"))
+    assert v.ok and "-> /dev/sda" in v.found
+
+
+def test_missing_disk_lists_whole_disks(host, dl360):
+    host.remove("dev/disk/by-id/wwn-0x5000c500b1c2d3e4")
+    v = disks.disk_present(host.facts(), disk(dl360, "gluster-hdd-1"))
+    assert not v.ok and "scsi-35000c500b1c2d3e4" in v.evidence[0]
+    assert "nvme-Samsung_SSD_970_EVO_Plus_1TB_S4EWNX0R712345F-part1" not in v.evidence[0]
+
+
+def test_partition_instead_of_disk(host, dl360):
+    host.remove("dev/disk/by-id/wwn-0x5000c500b1c2d3e4")
+    host.path("dev/disk/by-id/wwn-0x5000c500b1c2d3e4").symlink_to("../../nvme0n1p1")
+    v = disks.disk_present(host.facts(), disk(dl360, "gluster-hdd-1"))
+    assert not v.ok and "partition /dev/nvme0n1p1" in v.found
+
+
+def test_disk_unused_then_mounted_swap_lvm_md(host, dl360):
+    d = disk(dl360, "gluster-hdd-1")
+    assert disks.disk_not_used_by_host(host.facts(), d).ok
+    host.append("proc/mounts", "/dev/sda1 /srv/brick1 xfs rw,noatime,attr2,inode64 0 0\n")
+    host.write("proc/swaps", host.read("proc/swaps") + "/dev/sda2 partition 1048572 0 -3\n")
+    sda = host.path("sys/block/sda").resolve()
+    for part, holder in (("sda1", None), ("sda2", None), ("sda3", "dm-2")):
+        (sda / part / "holders").mkdir(parents=True)
+        (sda / part / "partition").write_text(part[-1] + "\n")
+        if holder:
+            (sda / part / "holders" / holder).symlink_to("../../../../../../../../../../../virtual/block/" + holder)
+    host.write("proc/mdstat", "Personalities : [raid1]\nmd127 : active raid1 sda2[0] sdb2[1]\n\nunused devices: <none>\n")
+    v = disks.disk_not_used_by_host(host.facts(), d)
+    assert not v.ok
+    for text in ("/dev/sda1 is mounted on /srv/brick1", "/dev/sda2 is swap", "/dev/sda3 is held by dm-2",
+                 "/dev/sda2 is a member of md127"):
+        assert text in v.found
+
+
+def test_disk_in_its_vm_only(host, dl360):
+    v = disks.disk_assigned_to_vm(host.facts(), disk(dl360, "gluster-hdd-1"))
+    assert v.ok and "z-gluster-1 has <disk type='block'> /dev/disk/by-id/wwn-0x5000c500b1c2d3e4" in v.found
+
+
+def test_disk_by_kernel_name_is_unstable(host, dl360):
+    host.replace(SDA_XML, "/dev/disk/by-id/wwn-0x5000c500b1c2d3e4", "/dev/sda")
+    v = disks.disk_assigned_to_vm(host.facts(), disk(dl360, "gluster-hdd-1"))
+    assert not v.ok and "uses /dev/sda, a name that can change at boot" in v.found
+
+
+def test_disk_also_in_another_vm_by_an_alias(host, dl360):
+    # scsi-3... is another name of the same disk: still the same disk in two VMs.
+    host.replace("etc/libvirt/qemu/z-gluster-2.xml", "wwn-0x5000c500b1c2d3f5", "scsi-35000c500b1c2d3e4")
+    f = host.facts()
+    v = disks.disk_assigned_to_vm(f, disk(dl360, "gluster-hdd-1"))
+    assert not v.ok and "also attached to z-gluster-2" in v.found
+    v2 = disks.disk_assigned_to_vm(f, disk(dl360, "gluster-hdd-2"))
+    assert not v2.ok and "z-gluster-2 has no <disk type='block'>" in v2.found
+
+
+def test_disk_in_no_vm(host, dl360):
+    host.replace(SDA_XML, "<disk type='block' device='disk'>", "<disk type='file' device='disk'>")
+    v = disks.disk_assigned_to_vm(host.facts(), disk(dl360, "gluster-hdd-1"))
+    assert not v.ok and "virsh attach-disk z-gluster-1" in v.fix

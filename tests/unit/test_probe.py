@@ -1,0 +1,75 @@
+"""The probe itself: POSIX sh, same output under dash and busybox, read-only, one command."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from iommu_audit import gather
+from iommu_audit.parsers.sections import split
+
+SHELLS = [s for s in (["dash"], ["busybox", "sh"]) if shutil.which(s[0])]
+
+
+def run_probe(shell: list[str], root) -> str:
+    return subprocess.run([*shell, "-c", gather.PROBE, "probe", str(root)], capture_output=True, text=True,
+                          errors="replace", check=True).stdout
+
+
+@pytest.mark.skipif(len(SHELLS) < 2, reason="needs dash and busybox")
+def test_dash_and_busybox_agree(host):
+    outputs = {" ".join(s): run_probe(s, host.root) for s in SHELLS}
+    assert len(set(outputs.values())) == 1, "probe output differs between shells"
+
+
+def test_every_section_is_present_once(host):
+    names = [s.name for s in split(run_probe(["sh"], host.root)) if s.name != "domain"]
+    assert names == ["probe", "cmdline", "acpi_tables", "class_iommu", "iommu_groups", "pci", "nvme", "slots", "block",
+                     "by_id", "mounts", "swaps", "mdstat", "net", "modules", "modprobe_d", "driverctl", "boot_config",
+                     "interrupts", "dmesg", "libvirt", "end"]
+
+
+def test_sysroot_probe_does_not_write(host):
+    before = sorted((p.relative_to(host.root), p.stat().st_mtime_ns) for p in host.root.rglob("*") if not p.is_symlink())
+    run_probe(["sh"], host.root)
+    after = sorted((p.relative_to(host.root), p.stat().st_mtime_ns) for p in host.root.rglob("*") if not p.is_symlink())
+    assert before == after
+
+
+def test_dmesg_is_filtered_on_the_host(host):
+    host.append("dmesg", "[   40.000000] EXT4-fs (sda1): mounted filesystem\n" * 1000)
+    body = next(s for s in split(run_probe(["sh"], host.root)) if s.name == "dmesg").body
+    assert "EXT4-fs (sda1)" not in body and "DMAR: IOMMU enabled" in body
+    assert body.splitlines()[0].startswith("[    0.000000] Linux version")
+
+
+def test_non_utf8_firmware_bytes_survive(host):
+    # HPE ACPI lines carry a raw byte in the creator id: "(v01 HP     ProLiant 00000001 \xd2?   0000162E)".
+    raw = host.path("dmesg").read_bytes() + b"[    0.0] ACPI: DMAR 0x00000000799E9000 000558 (v01 HP     ProLiant 00000001 \xd2?   0000162E)\n"
+    host.path("dmesg").write_bytes(raw)
+    g = gather.gather(gather.Target("x", "sysroot", sysroot=str(host.root)))
+    assert "ProLiant 00000001 \ufffd?" in g.probe_output
+
+
+def test_paths_with_spaces_and_quotes_are_arguments_not_code(tmp_path, host):
+    odd = tmp_path / "it's a $(touch pwned) dir"
+    shutil.copytree(host.root, odd, symlinks=True)
+    g = gather.gather(gather.Target("x", "sysroot", sysroot=str(odd)))
+    assert "dl360-gen9-01" in g.probe_output and not (tmp_path / "pwned").exists()
+
+
+def test_gathering_is_one_command(host, monkeypatch):
+    calls = []
+    local = gather.testinfra.get_host("local://")
+    real_run = local.run
+    monkeypatch.setattr(local, "run", lambda *a, **k: calls.append(a[0]) or real_run(*a, **k))
+    gather.gather(gather.Target("x", "local", host=local, sysroot=str(host.root)))
+    assert len(calls) == 1
+
+
+def test_cut_short_output_is_a_gather_error(monkeypatch):
+    local = gather.testinfra.get_host("local://")
+    target = gather.Target("node1", "ssh://node1", host=local)
+    monkeypatch.setattr(gather, "PROBE", "echo '::iommu-audit:: probe 1'; exit 255")
+    with pytest.raises(gather.GatherError, match="ssh://node1: unreachable, or the probe was cut short"):
+        gather.gather(target)
