@@ -183,7 +183,7 @@ class Judge:
             self.state.notes.append(f"{node.nodeid}: {note}")
             pytest.xfail(note)
         if waiver:
-            message += f"\n  waiver:   expired on {waiver.expires} ({waiver.reason})"
+            message += f"\n  waiver:      expired on {waiver.expires} ({waiver.reason})"
         elif severity == RECOMMENDED:
             note = f"RECOMMENDED: {verdict.found} | fix: {verdict.fix}"
             self.state.notes.append(f"{node.nodeid}: {note}")
@@ -191,9 +191,11 @@ class Judge:
         pytest.fail(message, pytrace=False)
 
     def _message(self, v: Verdict, subject: str | None, host: str) -> str:
-        lines = [f"[{self.requirement.id}] {self.requirement.title}: " + (f"{subject} on {host}" if subject else host),
-                 f"  found:    {v.found}", f"  expected: {v.expected}", f"  fix:      {v.fix}"]
-        lines += [f"  evidence: {e}" for e in v.evidence]
+        # The first line is what pytest's short summary shows: make it the finding itself.
+        lines = [f"[{self.requirement.id}] " + (f"{subject} on {host}" if subject else host) + f": {v.found}",
+                 f"  requirement: {self.requirement.title}", f"  expected:    {v.expected}",
+                 f"  fix:         {v.fix}"]
+        lines += [f"  evidence:    {e}" for e in v.evidence]
         return "\n".join(lines)
 
     def _waiver(self, subject: str | None, host: str):

@@ -7,7 +7,8 @@ from iommu_audit.profile import Profile
 from iommu_audit.rules.devices import passthrough_addresses
 from iommu_audit.verdict import Verdict, failed, passed
 
-GRUB_FIX = "set it in GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub, run update-grub and reboot"
+GRUB_FIX = ("edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub (or /etc/kernel/cmdline) to give: {want}; "
+            "run update-grub and reboot")
 
 
 def cmdline_problems(params: list[cmdline.Param], profile: Profile) -> list[str]:
@@ -42,7 +43,7 @@ def cmdline_iommu(facts: HostFacts, profile: Profile) -> Verdict:
     problems = cmdline_problems(facts.params, profile)
     evidence = [f"/proc/cmdline: {facts.cmdline}"]
     if problems:
-        return failed("; ".join(problems), expected_cmdline(profile), GRUB_FIX, evidence)
+        return failed("; ".join(problems), expected_cmdline(profile), GRUB_FIX.format(want=expected_cmdline(profile)), evidence)
     return passed(f"/proc/cmdline has {expected_cmdline(profile)}", evidence)
 
 
@@ -68,7 +69,7 @@ def cmdline_persistent(facts: HostFacts, profile: Profile) -> Verdict:
         problems.append("pcie_acs_override would be set at the next boot")
     if problems:
         return failed(f"next boot ({where}): {'; '.join(problems)}", expected_cmdline(profile),
-                      GRUB_FIX, [f"{where}: {line}"])
+                      GRUB_FIX.format(want=expected_cmdline(profile)), [f"{where}: {line}"])
     return passed(f"next boot ({where}) keeps {expected_cmdline(profile)}", [f"{where}: {line}"])
 
 

@@ -50,6 +50,12 @@ for n in /sys/class/net/*; do
     ip link set "$n" up
     ip addr add 10.0.2.15/24 dev "$n"
     ip route add default via 10.0.2.2 dev "$n"
+    # Wait for carrier (e1000e autoneg takes ~3 s): SYNs sent before it are
+    # dropped and the host's ssh then sits in TCP retransmit backoff.
+    i=0
+    while [ "$(cat /sys/class/net/$n/carrier 2>/dev/null)" != 1 ] && [ "$i" -lt 150 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
     break
 done
 

@@ -183,8 +183,8 @@ class Guest:
 
     def qemu_command(self) -> list[str]:
         machine = "q35"
-        if self.iommu == "intel":
-            machine += ",kernel-irqchip=split"  # needed for intremap=on
+        if self.iommu:
+            machine += ",kernel-irqchip=split"  # KVM: interrupt remapping needs split irqchip
         cmd = ["qemu-system-x86_64", "-name", self.name, "-machine", machine,
                "-accel", self.accel, "-cpu", "host" if self.accel == "kvm" else "max",
                "-smp", str(self.cpus), "-m", str(self.memory_mb),

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install iommu-audit into ./.venv (Debian/Ubuntu; run from anywhere).
+#   bash scripts/install.sh          the audit: Python, pytest, testinfra, pytest-html, PyYAML
+#   bash scripts/install.sh --tests  also what the real-kernel tests need (QEMU, libvirt, ...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+apt_install() {
+	[ -n "$apt_updated" ] || { as_root apt-get update -qq; apt_updated=1; }
+	as_root apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# A Python with venv (Debian's python3 refuses pip installs outside a venv).
+if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+	apt_install python3 python3-venv python3-pip
+fi
+if [ ! -x .venv/bin/python ]; then
+	python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e .
+
+if [ "${1:-}" = "--tests" ]; then
+	apt_updated=1
+	as_root apt-get update -qq
+	as_root sh tests/e2e/harness/install.sh
+fi
