@@ -45,6 +45,8 @@ def _now() -> str:
 
 def gather(target: Target) -> Gathered:
     if target.saved_output:
+        if END_MARKER not in target.saved_output:
+            raise GatherError(f"{target.source}: the saved facts are cut short (no end marker); gather them again")
         return Gathered(target.name, target.source, "", target.saved_output)
     host = target.host or testinfra.get_host("local://")
     root = target.sysroot or "/"
@@ -52,7 +54,7 @@ def gather(target: Target) -> Gathered:
         # The one round trip: the probe travels as an argument of sh -c; testinfra quotes it.
         result = host.run("sh -c %s iommu-audit-probe %s", PROBE, root)
     except Exception as exc:  # testinfra backends raise their own types (paramiko, ansible)
-        raise GatherError(f"{target.source}: cannot run commands on the host: {exc}. {_REACH_HINT}") from None
+        raise GatherError(f"{target.source}: cannot run commands on the host: {_reason(exc)}. {_REACH_HINT}") from None
     # Decode leniently: HPE firmware puts non-UTF-8 bytes into ACPI table lines of dmesg.
     out = result.stdout_bytes.decode("utf-8", errors="replace")
     if END_MARKER not in out:
@@ -60,6 +62,15 @@ def gather(target: Target) -> Gathered:
         reason = detail[-1] if detail else f"exit code {result.rc}"
         raise GatherError(f"{target.source}: unreachable, or the probe was cut short ({reason}). {_REACH_HINT}")
     return Gathered(target.name, target.source, _now(), out)
+
+
+def _reason(exc: Exception) -> str:
+    """The transport's own last words (ssh: 'Connection refused'), not a repr holding the whole probe."""
+    result = exc.args[0] if exc.args else None
+    if hasattr(result, "stderr_bytes"):
+        lines = result.stderr_bytes.decode("utf-8", errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit code {result.rc}"
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
 _REACH_HINT = ("Check the address, SSH access (--ssh-config, --ssh-identity-file, --sudo) and that the host is up.")

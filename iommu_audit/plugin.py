@@ -87,7 +87,8 @@ def _targets(config: pytest.Config) -> list[gather.Target]:
         specs = opt.hosts.split(",") if opt.hosts else ["local://"]
         try:
             hosts = testinfra.get_hosts(specs, connection=opt.connection, ssh_config=opt.ssh_config,
-                                        ssh_identity_file=opt.ssh_identity_file, sudo=opt.sudo,
+                                        ssh_identity_file=opt.ssh_identity_file, ssh_extra_args=opt.ssh_extra_args,
+                                        sudo=opt.sudo,
                                         sudo_user=opt.sudo_user, ansible_inventory=opt.ansible_inventory,
                                         force_ansible=opt.force_ansible)
         except Exception as exc:  # testinfra raises RuntimeError/ValueError/ImportError for bad specs
@@ -97,6 +98,8 @@ def _targets(config: pytest.Config) -> list[gather.Target]:
             local = h.backend.get_connection_type() == "local"
             name = "local" if local else h.backend.get_hostname()
             targets.append(gather.Target(name, h.backend.get_pytest_id(), host=h))
+    if not targets:
+        raise pytest.UsageError("no host to audit: the --facts file or --sysroot list is empty")
     names = [t.name for t in targets]
     for i, t in enumerate(targets):  # two hosts with one name would share test ids
         if names.count(t.name) > 1:
@@ -116,7 +119,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # "--sysroot /elsewhere" can move the root away from the project and its checks.
         raise pytest.UsageError(f"pytest chose {config.rootpath} as its root directory, which holds no iommu-audit "
                                 "checks: run from the iommu-audit directory and write path options with '=' "
-                                "(--sysroot=/path, --facts=/path), or add --rootdir=<iommu-audit directory>")
+                                "(--profile=/path, --sysroot=/path, --facts=/path), "
+                                "or add --rootdir=<iommu-audit directory>")
     try:
         profile = profiles.load(config.getoption("profile"), config.rootpath / "profiles")
     except profiles.ProfileError as exc:
@@ -182,12 +186,13 @@ class Judge:
             note = f"WAIVED until {waiver.expires} by {waiver.approved_by}: {waiver.reason} | found: {verdict.found}"
             self.state.notes.append(f"{node.nodeid}: {note}")
             pytest.xfail(note)
-        if waiver:
-            message += f"\n  waiver:      expired on {waiver.expires} ({waiver.reason})"
-        elif severity == RECOMMENDED:
-            note = f"RECOMMENDED: {verdict.found} | fix: {verdict.fix}"
+        expired = f"expired on {waiver.expires} ({waiver.reason})" if waiver else ""
+        if severity == RECOMMENDED:
+            note = f"RECOMMENDED: {verdict.found} | fix: {verdict.fix}" + (f" | waiver {expired}" if expired else "")
             self.state.notes.append(f"{node.nodeid}: {note}")
             pytest.xfail(note)
+        if expired:
+            message += f"\n  waiver:      {expired}"
         pytest.fail(message, pytrace=False)
 
     def _message(self, v: Verdict, subject: str | None, host: str) -> str:
@@ -231,6 +236,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     for t in state.targets:
         state.gather(t)
-    gather.save(path, [state.gathered[t.name] for t in state.targets if t.name in state.gathered])
+    saved = [state.gathered[t.name] for t in state.targets if t.name in state.gathered]
+    writer = session.config.get_terminal_writer()
     for name, error in state.errors.items():
-        session.config.get_terminal_writer().line(f"iommu-audit: not saved for {name}: {error}")
+        writer.line(f"iommu-audit: facts of {name} not saved: {error}")
+    if saved:
+        gather.save(path, saved)
+    else:
+        writer.line(f"iommu-audit: nothing gathered, {path} not written")

@@ -113,6 +113,13 @@ def _construct_mapping(loader, node, deep=False):
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# Dates stay text: the validator checks them with a path in the message, and an
+# impossible date (2099-13-01) or one with a time cannot slip through as a datetime.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def load(name_or_path: str, profile_dir: Path) -> Profile:
@@ -125,6 +132,8 @@ def load(name_or_path: str, profile_dir: Path) -> Profile:
         raise ProfileError(f"{shown}: no such profile (bundled profiles: {known}; or give a path to a .yaml file)") from None
     except OSError as exc:
         raise ProfileError(f"{shown}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         doc = yaml.load(text, Loader=_UniqueKeyLoader)
     except ProfileError as exc:
@@ -134,6 +143,11 @@ def load(name_or_path: str, profile_dir: Path) -> Profile:
         where = f"line {mark.line + 1}: " if mark else ""
         raise ProfileError(f"{shown}: {where}not valid YAML: {getattr(exc, 'problem', exc)}") from None
     return _Validator(shown).profile(doc)
+
+
+def _or_empty(value):
+    """An absent (or empty 'key:') section is an empty mapping; anything else is validated as it is."""
+    return {} if value is None else value
 
 
 class _Validator:
@@ -180,11 +194,11 @@ class _Validator:
         vendor = self.string(plat["cpu_vendor"], "platform.cpu_vendor")
         if vendor not in ("intel", "amd"):
             self.fail("platform.cpu_vendor", f"{vendor!r} is not one of: intel, amd")
-        kernel = self.mapping(top.get("kernel") or {}, "kernel", {"cmdline_require", "cmdline_forbid"})
+        kernel = self.mapping(_or_empty(top.get("kernel")), "kernel", {"cmdline_require", "cmdline_forbid"})
         devices = [self.device(d, f"devices[{i}]") for i, d in enumerate(self.seq(top.get("devices"), "devices"))]
         disks = [self.disk(d, f"disks[{i}]") for i, d in enumerate(self.seq(top.get("disks"), "disks"))]
         self.unique(devices, disks)
-        severity = self.severities(top.get("severity") or {})
+        severity = self.severities(_or_empty(top.get("severity")))
         names = {d.name for d in [*devices, *disks]}
         waivers = [self.waiver(w, f"waivers[{i}]", names) for i, w in enumerate(self.seq(top.get("waivers"), "waivers"))]
         return Profile(
@@ -269,12 +283,13 @@ class _Validator:
         device = self.string(w["device"], f"{where}.device") if "device" in w else None
         if device is not None and device not in names:
             self.fail(f"{where}.device", f"{device!r} is not a device or disk named in this profile")
-        expires = w["expires"]
-        if not isinstance(expires, datetime.date):
-            try:
-                expires = datetime.date.fromisoformat(str(expires))
-            except ValueError:
-                self.fail(f"{where}.expires", f"{expires!r} is not a date (YYYY-MM-DD)")
+        raw = str(w["expires"])
+        try:
+            if not _DATE.match(raw):
+                raise ValueError(raw)
+            expires = datetime.date.fromisoformat(raw)
+        except ValueError:
+            self.fail(f"{where}.expires", f"{w['expires']!r} is not a date (YYYY-MM-DD)")
         reason = self.string(w["reason"], f"{where}.reason").strip()
         if not reason:
             self.fail(f"{where}.reason", "a waiver needs a reason an auditor can read")

@@ -54,7 +54,7 @@ def run_topology(image, name: str) -> str:
                          f"{g.run('ls /dev/vfio')[1].split()}")
         if g.mounted_nvme is not None:
             serial = g.nvme_serials[g.mounted_nvme]
-            rc, out, err = g.run(f"mount {qemu.by_id_path(serial)} /mnt && findmnt /mnt && "
+            rc, out, err = g.run(f"mount -t ext4 {qemu.by_id_path(serial)} /mnt && findmnt /mnt && "
                                  f"lsblk -o NAME,SERIAL,FSTYPE,MOUNTPOINT")
             lines.append(f"## mount ext4 {serial}: rc={rc}\n{out}{err}")
     return "\n".join(lines)

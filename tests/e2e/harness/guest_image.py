@@ -42,6 +42,9 @@ EXTRA_BINARIES = [
     "/usr/sbin/dropbear", "/usr/bin/dropbearkey", "/usr/bin/dash", "/bin/kmod",
     "/usr/bin/lspci", "/usr/bin/setpci", "/usr/bin/getent",
     "/usr/bin/lsblk", "/usr/bin/findmnt", "/usr/sbin/blkid",
+    # util-linux mount canonicalizes /dev/disk/by-id/... to /dev/nvmeXnY in
+    # /proc/mounts as on a real host (busybox mount records the symlink).
+    "/usr/bin/mount", "/usr/bin/umount",
 ]
 KMOD_LINKS = ["modprobe", "insmod", "rmmod", "lsmod", "modinfo", "depmod"]
 REQUIRED_TOOLS = {
@@ -141,6 +144,9 @@ def build(cache_dir: Path | None = None, *, force: bool = False) -> GuestImage:
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)  # atomic publish: a half-built cache is never used
+    for old in cache_dir.glob("*-amd64-*"):  # superseded kernels / build scripts
+        if old != out and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
     img = _image_at(out, kver)
     assert img is not None
     return img
@@ -218,6 +224,12 @@ def _guest_path(root: Path, host_path: str) -> Path:
 def _copy_file(root: Path, host_path: str, mode: int | None = None) -> None:
     dst = _guest_path(root, host_path)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    # Never write through an existing entry: it may be a symlink, and an
+    # absolute one would resolve on *this* machine, not in the guest tree.
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    if not dst.parent.resolve().is_relative_to(root.resolve()):
+        raise RuntimeError(f"{dst} escapes the guest tree {root}")
     shutil.copyfile(os.path.realpath(host_path), dst)  # follow symlinks: copy content
     os.chmod(dst, mode if mode is not None else os.stat(os.path.realpath(host_path)).st_mode & 0o7777)
 
@@ -249,13 +261,13 @@ def _make_rootfs(root: Path, kdir: Path, kver: str, pubkey: str) -> None:
         if re.match(r"^/(usr/)?s?bin/[^/]+$", f) and os.path.isfile(f):
             _copy_elf(root, f)
     busybox = shutil.which("busybox", path=_sbin_path())
-    _copy_file(root, "/usr/bin/busybox" if busybox is None else busybox, 0o755)
-    bb_guest = "/" + str(_guest_path(root, busybox).relative_to(root))
+    _copy_file(root, busybox, 0o755)
+    bb_guest = _guest_path(root, busybox)
     for applet in _run([busybox, "--list-full"]).stdout.split():
         dst = _guest_path(root, "/" + applet)
         if not dst.exists() and not dst.is_symlink():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.symlink_to(bb_guest)
+            dst.symlink_to(os.path.relpath(bb_guest, dst.parent))  # relative: safe on the host
     for b in EXTRA_BINARIES:
         if os.path.exists(b):
             _copy_elf(root, b)
