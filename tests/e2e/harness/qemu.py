@@ -186,7 +186,7 @@ class Guest:
         if self.iommu:
             machine += ",kernel-irqchip=split"  # KVM: interrupt remapping needs split irqchip
         cmd = ["qemu-system-x86_64", "-name", self.name, "-machine", machine,
-               "-accel", self.accel, "-cpu", "host" if self.accel == "kvm" else "max",
+               "-accel", self.accel, "-cpu", self._cpu(),
                "-smp", str(self.cpus), "-m", str(self.memory_mb),
                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                "-serial", f"file:{self.console_log}",
@@ -208,6 +208,13 @@ class Guest:
                 cmd += ["-drive", f"if=none,id=bnvme{i},format=raw,file={self._disk(serial)}",
                         "-device", f"nvme,serial={serial},drive=bnvme{i},bus=br0,addr=0x{i + 1:x}"]
         return cmd
+
+    def _cpu(self) -> str:
+        # The audit checks that the CPU vendor matches the IOMMU kind, as on real hosts:
+        # an Intel VT-d guest gets an Intel CPU, an AMD-Vi guest an AMD one.
+        model = "host" if self.accel == "kvm" else "max"
+        vendor = {"intel": "GenuineIntel", "amd": "AuthenticAMD"}.get(self.iommu or "intel")
+        return f"{model},vendor={vendor}"
 
     def _disk(self, serial: str) -> Path:
         return self.workdir / f"{serial}.img"

@@ -1,0 +1,71 @@
+"""Run the audit exactly as a user does (`pytest --profile ... --hosts ssh://...`) and read the outcome."""
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[2]
+QEMU_NVME_ID = "1b36:0010"  # QEMU's emulated NVMe controller
+
+
+@dataclass
+class AuditRun:
+    rc: int
+    output: str
+    outcomes: dict[str, str]  # "test_bound_to_vfio[host-dev]" -> passed | failed | skipped | xfailed
+    messages: dict[str, str]
+
+    def outcome(self, test_id: str) -> str:
+        assert test_id in self.outcomes, f"{test_id} not run; ran: {sorted(self.outcomes)}\n{self.output}"
+        return self.outcomes[test_id]
+
+    def failed(self) -> set[str]:
+        return {t for t, o in self.outcomes.items() if o == "failed"}
+
+
+def write_profile(path: Path, *, cpu_vendor="intel", devices=(), disks=(), require=()) -> Path:
+    doc = {"name": path.stem, "platform": {"cpu_vendor": cpu_vendor},
+           "kernel": {"cmdline_require": list(require)}, "devices": list(devices), "disks": list(disks)}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def audit(tmp_path: Path, profile: Path, *args: str, env: dict | None = None) -> AuditRun:
+    junit = tmp_path / f"junit-{len(list(tmp_path.glob('junit-*')))}.xml"
+    cmd = [sys.executable, "-m", "pytest", f"--profile={profile}", f"--junitxml={junit}", "-q", "-rfE",
+           "-p", "no:randomly", *args]
+    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    outcomes, messages = {}, {}
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            name = case.get("name")
+            if case.find("failure") is not None or case.find("error") is not None:
+                el = case.find("failure") if case.find("failure") is not None else case.find("error")
+                outcomes[name], messages[name] = "failed", (el.get("message") or "") + "\n" + (el.text or "")
+            elif case.find("skipped") is not None:
+                el = case.find("skipped")
+                outcomes[name] = "xfailed" if el.get("type") == "pytest.xfail" else "skipped"
+                messages[name] = el.get("message") or ""
+            else:
+                outcomes[name] = "passed"
+    return AuditRun(proc.returncode, proc.stdout + proc.stderr, outcomes, messages)
+
+
+def ssh_args(*guests) -> list[str]:
+    """--hosts and one --ssh-config for these guests (their configs concatenated)."""
+    config = guests[0].workdir / "fleet_ssh_config" if len(guests) > 1 else guests[0].ssh_config_path
+    if len(guests) > 1:
+        config.write_text("".join(g.ssh_config_path.read_text() for g in guests))
+    return [f"--hosts={','.join('ssh://' + g.name for g in guests)}", f"--ssh-config={config}"]
+
+
+def put_file(guest, path: str, text: str) -> None:
+    import shlex
+    guest.run(f"mkdir -p {shlex.quote(str(Path(path).parent))} && printf '%s' {shlex.quote(text)} > {shlex.quote(path)}",
+              check=True)
