@@ -42,6 +42,10 @@ def expected_cmdline(profile: Profile) -> str:
 def cmdline_iommu(facts: HostFacts, profile: Profile) -> Verdict:
     problems = cmdline_problems(facts.params, profile)
     evidence = [f"/proc/cmdline: {facts.cmdline}"]
+    if "intel_iommu=on is missing" in problems and facts.groups:
+        # Kernels built with CONFIG_INTEL_IOMMU_DEFAULT_ON (Debian 12, Ubuntu 22.10+) need no argument.
+        evidence.append("this kernel enables VT-d by default and IOMMU groups exist now; the explicit argument "
+                        "keeps it on if the kernel or its defaults change")
     if problems:
         return failed("; ".join(problems), expected_cmdline(profile), GRUB_FIX.format(want=expected_cmdline(profile)), evidence)
     return passed(f"/proc/cmdline has {expected_cmdline(profile)}", evidence)

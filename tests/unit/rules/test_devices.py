@@ -5,48 +5,45 @@ from iommu_audit.rules import devices
 NVME1, NVME4 = "0000:06:00.0", "0000:09:00.0"
 
 
-def dev(profile, name):
-    return profile.device_named(name)
-
 
 # --- device-present ------------------------------------------------------------
 
 def test_present_with_expected_id(host, dl360):
-    v = devices.device_present(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert v.ok and "[144d:a808] NVMe controller, driver vfio-pci" in v.found
 
 
 def test_missing_device_lists_where_the_model_is(host, dl360):
     host.remove(f"sys/bus/pci/devices/{NVME1}")
-    v = devices.device_present(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert not v.ok and "no device at address 0000:06:00.0" in v.found and "0000:07:00.0" in v.found
 
 
 def test_wrong_model_at_the_address(host, dl360):
     host.write(f"sys/bus/pci/devices/{NVME1}/device", "0xa809\n")
-    v = devices.device_present(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert not v.ok and "[144d:a809]" in v.found and "[144d:a808]" in v.expected
 
 
 def test_serial_finds_and_verifies_the_drive(host, dl360):
-    by_serial = replace(dev(dl360, "host-nvme-4"), address=None, serial="S4EWNX0R712345F")
+    by_serial = replace(dl360.device_named("host-nvme-4"), address=None, serial="S4EWNX0R712345F")
     f = host.facts()
     assert devices.locate(f, by_serial) == NVME4 and devices.device_present(f, by_serial).ok
-    swapped = replace(dev(dl360, "host-nvme-4"), serial="S4EWNX0R799999X")
+    swapped = replace(dl360.device_named("host-nvme-4"), serial="S4EWNX0R799999X")
     v = devices.device_present(f, swapped)
     assert not v.ok and "serial S4EWNX0R712345F" in v.found
 
 
 def test_serial_unreadable_on_vfio_is_noted_not_failed(host, dl360):
-    v = devices.device_present(host.facts(), replace(dev(dl360, "ceph-nvme-1"), serial="S4EWNX0R700001A"))
+    v = devices.device_present(host.facts(), replace(dl360.device_named("ceph-nvme-1"), serial="S4EWNX0R700001A"))
     assert v.ok and "serial not readable while on driver vfio-pci" in v.evidence
 
 
 def test_slot_locates_and_checks(host, dl360):
     f = host.facts()
-    nic_slot = replace(dev(dl360, "ceph-nvme-1"), address=None, slot="1", id="10b5:8747")
+    nic_slot = replace(dl360.device_named("ceph-nvme-1"), address=None, slot="1", id="10b5:8747")
     assert devices.locate(f, nic_slot) == "0000:04:00.0"
-    wrong_slot = replace(dev(dl360, "ceph-nvme-1"), slot="2")
+    wrong_slot = replace(dl360.device_named("ceph-nvme-1"), slot="2")
     v = devices.device_present(f, wrong_slot)
     assert not v.ok and "not in slot 2" in v.found
 
@@ -54,19 +51,19 @@ def test_slot_locates_and_checks(host, dl360):
 # --- device-not-used-by-host ---------------------------------------------------
 
 def test_vfio_device_is_unused(host, dl360):
-    assert devices.device_not_used_by_host(host.facts(), dev(dl360, "ceph-nvme-1")).ok
+    assert devices.device_not_used_by_host(host.facts(), dl360.device_named("ceph-nvme-1")).ok
 
 
 def test_the_hosts_system_nvme_is_in_use(host, dl360):
     # Profile mistake: the host's own system NVMe listed for a VM.
-    wrong = replace(dev(dl360, "ceph-nvme-1"), address=NVME4)
+    wrong = replace(dl360.device_named("ceph-nvme-1"), address=NVME4)
     v = devices.device_not_used_by_host(host.facts(), wrong)
     assert not v.ok
     assert "/dev/nvme0n1p2 is mounted on /boot" in v.found and "/dev/nvme0n1p3 is held by dm-0, dm-1" in v.found
 
 
 def test_nic_with_default_route_or_ssh_session_is_in_use(host, dl360):
-    nic = replace(dev(dl360, "ceph-nvme-1"), address="0000:02:00.0", id="14e4:1657")
+    nic = replace(dl360.device_named("ceph-nvme-1"), address="0000:02:00.0", id="14e4:1657")
     f = host.facts()
     assert "eno1 carries the default route" in devices.device_not_used_by_host(f, nic).found
     f.ssh_connection = "192.0.2.50 51234 192.0.2.10 22"
@@ -76,21 +73,21 @@ def test_nic_with_default_route_or_ssh_session_is_in_use(host, dl360):
 
 def test_missing_device_is_not_applicable(host, dl360):
     host.remove(f"sys/bus/pci/devices/{NVME1}")
-    v = devices.device_not_used_by_host(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.device_not_used_by_host(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert v.skip and "device-present" in v.skip
 
 
 # --- iommu-group-clean ---------------------------------------------------------
 
 def test_own_group_is_clean(host, dl360):
-    v = devices.iommu_group_clean(host.facts(), dev(dl360, "ceph-nvme-1"), dl360)
+    v = devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
     assert v.ok and "group 14 is clean (1 member(s))" in v.found
 
 
 def test_group_shared_with_a_host_endpoint_is_not_clean(host, dl360):
     # No ACS on the switch: the host's NVMe lands in the Ceph drive's group.
     host.move_to_group(NVME4, "14")
-    v = devices.iommu_group_clean(host.facts(), dev(dl360, "ceph-nvme-1"), dl360)
+    v = devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
     assert not v.ok and "0000:09:00.0 [144d:a808] NVMe controller, driver nvme" in v.found
     assert "pcie_acs_override" in v.fix
 
@@ -98,47 +95,47 @@ def test_group_shared_with_a_host_endpoint_is_not_clean(host, dl360):
 def test_bridges_unbound_and_vfio_members_are_viable(host, dl360):
     host.move_to_group("0000:05:08.0", "14")  # a pcieport bridge
     host.move_to_group("0000:01:00.0", "14")  # an endpoint with no driver
-    assert devices.iommu_group_clean(host.facts(), dev(dl360, "ceph-nvme-1"), dl360).ok
+    assert devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360).ok
     host.move_to_group("0000:01:00.2", "14").bind("0000:01:00.2", "pci-stub")
-    assert devices.iommu_group_clean(host.facts(), dev(dl360, "ceph-nvme-1"), dl360).ok
+    assert devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360).ok
 
 
 def test_group_split_across_two_vms(host, dl360):
     host.move_to_group("0000:07:00.0", "14")
-    v = devices.iommu_group_clean(host.facts(), dev(dl360, "ceph-nvme-1"), dl360)
+    v = devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
     assert not v.ok and "goes to VM z-ceph-2" in v.found
 
 
 def test_no_group_at_all(host, dl360):
     host.remove(f"sys/bus/pci/devices/{NVME1}/iommu_group")
-    v = devices.iommu_group_clean(host.facts(), dev(dl360, "ceph-nvme-1"), dl360)
+    v = devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
     assert not v.ok and "in no IOMMU group" in v.found
 
 
 # --- bound-to-vfio / vfio-binding-persistent ------------------------------------
 
 def test_bound_and_unbound(host, dl360):
-    assert devices.bound_to_vfio(host.facts(), dev(dl360, "ceph-nvme-1")).ok
+    assert devices.bound_to_vfio(host.facts(), dl360.device_named("ceph-nvme-1")).ok
     host.bind(NVME1, "nvme")
-    v = devices.bound_to_vfio(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.bound_to_vfio(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert not v.ok and "bound to nvme" in v.found and "driverctl set-override 0000:06:00.0 vfio-pci" in v.fix
 
 
 def test_persistent_by_driverctl(host, dl360):
-    v = devices.vfio_binding_persistent(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert v.ok and "/etc/driverctl.d/pci-0000:06:00.0" in v.found
 
 
 def test_binding_made_by_hand_is_not_persistent(host, dl360):
     host.remove(f"etc/driverctl.d/pci-{NVME1}")
     host.replace("etc/libvirt/qemu/z-ceph-1.xml", "managed='yes'", "managed='no'")
-    v = devices.vfio_binding_persistent(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert not v.ok and "driver_override=vfio-pci is set now, but lost at reboot" in v.found
 
 
 def test_libvirt_managed_counts_as_persistent(host, dl360):
     host.remove(f"etc/driverctl.d/pci-{NVME1}")
-    v = devices.vfio_binding_persistent(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert v.ok and "managed='yes' in VM z-ceph-1" in v.found
 
 
@@ -146,20 +143,20 @@ def test_ids_in_boot_config_count_as_persistent(host, dl360):
     host.remove(f"etc/driverctl.d/pci-{NVME1}")
     host.replace("etc/libvirt/qemu/z-ceph-1.xml", "managed='yes'", "managed='no'")
     host.replace("etc/default/grub", 'iommu=pt"', 'iommu=pt vfio-pci.ids=144d:a808"')
-    v = devices.vfio_binding_persistent(host.facts(), dev(dl360, "ceph-nvme-1"))
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert v.ok and "vfio-pci.ids=144d:a808 in /etc/default/grub" in v.found
 
 
 # --- host-device-kept ----------------------------------------------------------
 
 def test_host_nvme_stays_with_the_host(host, dl360):
-    v = devices.host_device_kept(host.facts(), dev(dl360, "host-nvme-4"))
+    v = devices.host_device_kept(host.facts(), dl360.device_named("host-nvme-4"))
     assert v.ok and "driver nvme" in v.found
 
 
 def test_host_nvme_taken_by_vfio_or_a_vm_fails(host, dl360):
     host.bind(NVME4, "vfio-pci").write(f"etc/driverctl.d/pci-{NVME4}", "vfio-pci\n")
     host.replace("etc/libvirt/qemu/z-ceph-3.xml", "bus='0x08' slot='0x00'", "bus='0x09' slot='0x00'")
-    v = devices.host_device_kept(host.facts(), dev(dl360, "host-nvme-4"))
+    v = devices.host_device_kept(host.facts(), dl360.device_named("host-nvme-4"))
     assert not v.ok
     assert "bound to vfio-pci" in v.found and "driverctl override" in v.found and "passed to VM z-ceph-3" in v.found

@@ -3,18 +3,15 @@ from iommu_audit.rules import disks
 SDA_XML = "etc/libvirt/qemu/z-gluster-1.xml"
 
 
-def disk(profile, name):
-    return profile.device_named(name)
-
 
 def test_disk_present_by_wwn(host, dl360):
-    v = disks.disk_present(host.facts(), disk(dl360, "gluster-hdd-1"))
+    v = disks.disk_present(host.facts(), dl360.device_named("gluster-hdd-1"))
     assert v.ok and "-> /dev/sda" in v.found
 
 
 def test_missing_disk_lists_whole_disks(host, dl360):
     host.remove("dev/disk/by-id/wwn-0x5000c500b1c2d3e4")
-    v = disks.disk_present(host.facts(), disk(dl360, "gluster-hdd-1"))
+    v = disks.disk_present(host.facts(), dl360.device_named("gluster-hdd-1"))
     assert not v.ok and "scsi-35000c500b1c2d3e4" in v.evidence[0]
     assert "nvme-Samsung_SSD_970_EVO_Plus_1TB_S4EWNX0R712345F-part1" not in v.evidence[0]
 
@@ -22,12 +19,12 @@ def test_missing_disk_lists_whole_disks(host, dl360):
 def test_partition_instead_of_disk(host, dl360):
     host.remove("dev/disk/by-id/wwn-0x5000c500b1c2d3e4")
     host.path("dev/disk/by-id/wwn-0x5000c500b1c2d3e4").symlink_to("../../nvme0n1p1")
-    v = disks.disk_present(host.facts(), disk(dl360, "gluster-hdd-1"))
+    v = disks.disk_present(host.facts(), dl360.device_named("gluster-hdd-1"))
     assert not v.ok and "partition /dev/nvme0n1p1" in v.found
 
 
 def test_disk_unused_then_mounted_swap_lvm_md(host, dl360):
-    d = disk(dl360, "gluster-hdd-1")
+    d = dl360.device_named("gluster-hdd-1")
     assert disks.disk_not_used_by_host(host.facts(), d).ok
     host.append("proc/mounts", "/dev/sda1 /srv/brick1 xfs rw,noatime,attr2,inode64 0 0\n")
     host.write("proc/swaps", host.read("proc/swaps") + "/dev/sda2 partition 1048572 0 -3\n")
@@ -46,13 +43,13 @@ def test_disk_unused_then_mounted_swap_lvm_md(host, dl360):
 
 
 def test_disk_in_its_vm_only(host, dl360):
-    v = disks.disk_assigned_to_vm(host.facts(), disk(dl360, "gluster-hdd-1"))
+    v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))
     assert v.ok and "z-gluster-1 has <disk type='block'> /dev/disk/by-id/wwn-0x5000c500b1c2d3e4" in v.found
 
 
 def test_disk_by_kernel_name_is_unstable(host, dl360):
     host.replace(SDA_XML, "/dev/disk/by-id/wwn-0x5000c500b1c2d3e4", "/dev/sda")
-    v = disks.disk_assigned_to_vm(host.facts(), disk(dl360, "gluster-hdd-1"))
+    v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))
     assert not v.ok and "uses /dev/sda, a name that can change at boot" in v.found
 
 
@@ -60,13 +57,13 @@ def test_disk_also_in_another_vm_by_an_alias(host, dl360):
     # scsi-3... is another name of the same disk: still the same disk in two VMs.
     host.replace("etc/libvirt/qemu/z-gluster-2.xml", "wwn-0x5000c500b1c2d3f5", "scsi-35000c500b1c2d3e4")
     f = host.facts()
-    v = disks.disk_assigned_to_vm(f, disk(dl360, "gluster-hdd-1"))
+    v = disks.disk_assigned_to_vm(f, dl360.device_named("gluster-hdd-1"))
     assert not v.ok and "also attached to z-gluster-2" in v.found
-    v2 = disks.disk_assigned_to_vm(f, disk(dl360, "gluster-hdd-2"))
+    v2 = disks.disk_assigned_to_vm(f, dl360.device_named("gluster-hdd-2"))
     assert not v2.ok and "z-gluster-2 has no <disk type='block'>" in v2.found
 
 
 def test_disk_in_no_vm(host, dl360):
     host.replace(SDA_XML, "<disk type='block' device='disk'>", "<disk type='file' device='disk'>")
-    v = disks.disk_assigned_to_vm(host.facts(), disk(dl360, "gluster-hdd-1"))
+    v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))
     assert not v.ok and "virsh attach-disk z-gluster-1" in v.fix

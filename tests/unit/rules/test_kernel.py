@@ -223,3 +223,11 @@ def test_modprobe_ids_for_a_model_only_in_vms_pass(host, dl360):
     host.write("etc/modprobe.d/vfio.conf", "options vfio_pci ids=14e4:1657\n")
     v = kernel.vfio_ids_scope(host.facts(), dl360)
     assert not v.ok and "0000:02:00.0" in v.found and "Ethernet" in v.found
+
+
+def test_missing_argument_on_a_default_on_kernel_says_why_it_still_matters(host, dl360):
+    set_cmdline(host, "iommu=pt")  # groups still exist: the kernel turned VT-d on by itself
+    v = kernel.cmdline_iommu(host.facts(), dl360)
+    assert not v.ok and any("enables VT-d by default" in e for e in v.evidence)
+    host.remove("sys/kernel/iommu_groups")
+    assert not any("by default" in e for e in kernel.cmdline_iommu(host.facts(), dl360).evidence)
