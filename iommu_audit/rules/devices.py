@@ -127,17 +127,24 @@ def bound_to_vfio(facts: HostFacts, device: Device) -> Verdict:
                   f"driverctl set-override {addr} vfio-pci (binds now and at every boot)")
 
 
+def boot_id_claims(facts: HostFacts) -> list[tuple[str, str]]:
+    """(vendor:device, where) for every ID vfio-pci will claim at the next boot."""
+    claims = []
+    boot = facts.boot_cmdline()
+    if boot:
+        claims += [(i, boot[0]) for i in cmdline.vfio_pci_ids(cmdline.params(boot[1]))]
+    if "vfio_pci" not in facts.modules.builtin:  # a built-in vfio_pci never reads modprobe.d
+        claims += [(i, line.path) for i, line in modprobe_vfio_ids(facts.modprobe)]
+    return claims
+
+
 def vfio_claims(facts: HostFacts, addr: str) -> list[str]:
     """What makes vfio-pci take the device at boot (driverctl, vfio-pci.ids)."""
     dev = facts.pci[addr]
     claims = []
     if facts.driverctl.get(addr) == VFIO:
         claims.append(f"driverctl override /etc/driverctl.d/pci-{addr}")
-    boot = facts.boot_cmdline()
-    if boot and dev.id in cmdline.vfio_pci_ids(cmdline.params(boot[1])):
-        claims.append(f"vfio-pci.ids={dev.id} in {boot[0]}")
-    claims += [f"options vfio-pci ids={dev.id} in {line.path}" for i, line in modprobe_vfio_ids(facts.modprobe)
-               if i == dev.id]
+    claims += [f"vfio-pci.ids={dev.id} in {where}" for i, where in boot_id_claims(facts) if i == dev.id]
     return claims
 
 
@@ -152,6 +159,11 @@ def vfio_binding_persistent(facts: HostFacts, device: Device) -> Verdict:
         return passed("; ".join(claims))
     dev = facts.pci[addr]
     now = f" (driver_override={dev.driver_override} is set now, but lost at reboot)" if dev.driver_override else ""
+    if "vfio_pci" in facts.modules.builtin:
+        ignored = [line.path for i, line in modprobe_vfio_ids(facts.modprobe) if i == dev.id]
+        if ignored:
+            now += (f"; 'options vfio-pci ids={dev.id}' in {ignored[0]} is ignored: vfio_pci is built into this "
+                    "kernel, so it only reads vfio-pci.ids= from the kernel command line")
     return failed(f"nothing binds {addr} to vfio-pci at boot{now}",
                   "a driverctl override, vfio-pci.ids in the boot configuration or modprobe.d, or libvirt managed='yes'",
                   f"driverctl set-override {addr} vfio-pci")

@@ -2,9 +2,8 @@
 
 from iommu_audit.facts import HostFacts
 from iommu_audit.parsers import cmdline
-from iommu_audit.parsers.modules import modprobe_vfio_ids
 from iommu_audit.profile import Profile
-from iommu_audit.rules.devices import passthrough_addresses
+from iommu_audit.rules.devices import boot_id_claims, passthrough_addresses
 from iommu_audit.verdict import Verdict, failed, passed
 
 GRUB_FIX = ("edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub (or /etc/kernel/cmdline) to give: {want}; "
@@ -147,11 +146,7 @@ def no_known_blockers(facts: HostFacts, profile: Profile) -> Verdict:
 
 
 def vfio_ids_scope(facts: HostFacts, profile: Profile) -> Verdict:
-    claims = [(i, "/proc/cmdline") for i in cmdline.vfio_pci_ids(facts.params)]
-    boot = facts.boot_cmdline()
-    if boot:
-        claims += [(i, boot[0]) for i in cmdline.vfio_pci_ids(cmdline.params(boot[1]))]
-    claims += [(i, line.path) for i, line in modprobe_vfio_ids(facts.modprobe)]
+    claims = [(i, "/proc/cmdline") for i in cmdline.vfio_pci_ids(facts.params)] + boot_id_claims(facts)
     if not claims:
         return passed("vfio-pci.ids is not used")
     wanted = set(passthrough_addresses(facts, profile))

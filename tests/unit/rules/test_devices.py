@@ -160,3 +160,16 @@ def test_host_nvme_taken_by_vfio_or_a_vm_fails(host, dl360):
     v = devices.host_device_kept(host.facts(), dl360.device_named("host-nvme-4"))
     assert not v.ok
     assert "bound to vfio-pci" in v.found and "driverctl override" in v.found and "passed to VM z-ceph-3" in v.found
+
+
+def test_modprobe_ids_are_ignored_when_vfio_pci_is_built_in(host, dl360):
+    # Ubuntu builds vfio_pci into the kernel (modules.builtin): modprobe.d options never reach it.
+    host.remove(f"etc/driverctl.d/pci-{NVME1}")
+    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "managed='yes'", "managed='no'")
+    host.write("etc/modprobe.d/vfio.conf", "options vfio-pci ids=144d:a808\n")
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert not v.ok and "is ignored: vfio_pci is built into this kernel" in v.found
+    # The same line works where vfio_pci is a module.
+    host.write("lib/modules/5.15.0-91-generic/modules.builtin", "kernel/drivers/vfio/vfio.ko\n")
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert v.ok and "vfio-pci.ids=144d:a808 in /etc/modprobe.d/vfio.conf" in v.found

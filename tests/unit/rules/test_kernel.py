@@ -217,6 +217,8 @@ def test_ids_capturing_the_hosts_own_nvme_fail(host, dl360):
 
 
 def test_modprobe_ids_for_a_model_only_in_vms_pass(host, dl360):
+    # vfio_pci as a module (Debian, RHEL): modprobe.d options apply.
+    host.write("lib/modules/5.15.0-91-generic/modules.builtin", "kernel/drivers/vfio/vfio.ko\n")
     host.write("etc/modprobe.d/vfio.conf", "options vfio-pci ids=10de:1db6 disable_vga=1\n")
     v = kernel.vfio_ids_scope(host.facts(), dl360)
     assert v.ok and "10de:1db6" in v.found
