@@ -11,12 +11,16 @@ RECOMMENDED = "recommended"
 SEVERITIES = (REQUIRED, RECOMMENDED)
 
 
+HOST, DEVICE, DISK = "host", "device", "disk"  # what one test of the requirement is about
+
+
 @dataclass(frozen=True)
 class Requirement:
     id: str
     title: str
     rationale: str
     severity: str = REQUIRED
+    scope: str = HOST
 
 
 _ALL = [
@@ -47,28 +51,28 @@ _ALL = [
                 "vfio-pci.ids binds every device of a model at boot; a same-model device the host needs "
                 "(its boot NVMe, its NIC) would vanish from the host.", RECOMMENDED),
     Requirement("device-present", "Device present with the expected identity",
-                "A wrong address or a swapped card would hand the wrong device to a VM."),
+                "A wrong address or a swapped card would hand the wrong device to a VM.", scope=DEVICE),
     Requirement("device-not-used-by-host", "Device not in use by the host",
                 "Taking a device the host is using (mounted filesystem, swap, LVM, the SSH NIC) "
-                "crashes services or loses data."),
+                "crashes services or loses data.", scope=DEVICE),
     Requirement("iommu-group-clean", "Device sits in a clean IOMMU group",
                 "VFIO assigns whole groups: every other endpoint in the group must also be given to "
-                "the same VM or be left without a host driver."),
+                "the same VM or be left without a host driver.", scope=DEVICE),
     Requirement("bound-to-vfio", "Device bound to vfio-pci",
-                "A device on its host driver is used by the host; QEMU can only take it from vfio-pci."),
+                "A device on its host driver is used by the host; QEMU can only take it from vfio-pci.", scope=DEVICE),
     Requirement("vfio-binding-persistent", "vfio-pci binding survives a reboot",
                 "A binding made by hand in sysfs is gone after the next boot, and the host driver "
-                "then grabs (and may mount) the device."),
+                "then grabs (and may mount) the device.", scope=DEVICE),
     Requirement("assigned-to-vm", "Device assigned to its VM and to no other",
-                "The VM that needs the device must have it, and two VMs must never claim one device."),
+                "The VM that needs the device must have it, and two VMs must never claim one device.", scope=DEVICE),
     Requirement("host-device-kept", "Host-owned device stays with the host",
-                "Devices the profile keeps on the host must not be bound to vfio-pci or given to a VM."),
+                "Devices the profile keeps on the host must not be bound to vfio-pci or given to a VM.", scope=DEVICE),
     Requirement("disk-present", "Disk present by its stable id",
-                "Disks are passed by /dev/disk/by-id so that the right disk reaches the VM after renumbering."),
+                "Disks are passed by /dev/disk/by-id so that the right disk reaches the VM after renumbering.", scope=DISK),
     Requirement("disk-not-used-by-host", "Disk not used by the host",
-                "A disk mounted, used as swap, or part of LVM or md on the host would be corrupted by a VM."),
+                "A disk mounted, used as swap, or part of LVM or md on the host would be corrupted by a VM.", scope=DISK),
     Requirement("disk-assigned-to-vm", "Disk attached to its VM and to no other",
-                "Two VMs writing one block device corrupt it; the VM that needs it must have it."),
+                "Two VMs writing one block device corrupt it; the VM that needs it must have it.", scope=DISK),
 ]
 
 CATALOG: dict[str, Requirement] = {r.id: r for r in _ALL}
