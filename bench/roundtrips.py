@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from iommu_audit import gather, profile as profiles  # noqa: E402
-from iommu_audit.facts import from_probe  # noqa: E402
 from iommu_audit.rules import devices, disks, firmware, kernel, vms  # noqa: E402
 
 SAMPLE = ROOT / "samples" / "dl360-gen9-01"
@@ -74,7 +73,7 @@ def measure(target: gather.Target, profile: profiles.Profile) -> dict:
     t0 = time.perf_counter()
     g = gather.gather(target)
     t1 = time.perf_counter()
-    facts = from_probe(target.name, g.probe_output)
+    facts = gather.parse(g)
     t2 = time.perf_counter()
     verdicts = [r(facts, profile) for r in HOST_RULES]
     for d in profile.passthrough_devices:

@@ -24,8 +24,9 @@ class HostFacts:
     nvme: dict[str, sysfs.NvmeController]
     slots: dict[str, str]
     block: dict[str, storage.BlockDevice]
-    by_id: dict[str, str]
+    dev_links: dict[str, str]  # /dev/disk/by-*/..., /dev/mapper/... -> kernel name
     mounts: list[storage.Mount]
+    boot_mounts: list[storage.BootMount]  # /etc/fstab and /etc/crypttab
     swaps: list[str]
     md_members: dict[str, str]
     network: sysfs.Network
@@ -33,6 +34,7 @@ class HostFacts:
     modprobe: list[modules.ModprobeLine]
     driverctl: dict[str, str]
     boot_files: list[tuple[str, str]]
+    boot_generated: list[tuple[str, str]]  # (grub.cfg or BLS entry, its kernel line)
     interrupt_chips: list[str]
     dmesg_source: str
     boot_log: bool  # dmesg still holds the boot messages
@@ -44,34 +46,57 @@ class HostFacts:
     def findings(self, kind: str) -> list[dmesg.Finding]:
         return [f for f in self.dmesg if f.kind == kind]
 
+    @property
+    def by_id(self) -> dict[str, str]:
+        """{by-id name: kernel name}: "wwn-0x5000c500b1c2d3e4" -> "sda"."""
+        return {p[len(BY_ID):]: n for p, n in self.dev_links.items() if p.startswith(BY_ID)}
+
+    def kernel_name(self, path: str) -> str | None:
+        """The kernel name behind a device path or fstab spec (by-id, by-uuid, /dev/mapper, /dev/sdb1)."""
+        path = storage.spec_path(path)
+        if path in self.dev_links:
+            return self.dev_links[path]
+        if path.startswith("/dev/") and path.count("/") == 2:
+            return path[len("/dev/"):]
+        return None
+
     def hostdev_users(self, address: str) -> list[tuple[libvirt.Domain, libvirt.Hostdev]]:
         """Every libvirt domain whose definition passes the PCI function at address."""
         want = address_numbers(address)
         return [(dom, hd) for dom in self.domains for hd in dom.hostdevs if hd.address == want]
 
-    def boot_cmdline(self) -> tuple[str, str] | None:
-        """(where, command line) the next boot will use, or None if no boot config was found."""
-        kernel_cmdline = [text for path, text in self.boot_files if path == "/etc/kernel/cmdline"]
+    def boot_sources(self) -> list[tuple[str, str]]:
+        """(where, command line) for every boot configuration found: the config files an admin
+        edits (/etc/default/grub with grub.d, /etc/kernel/cmdline) and what the boot loader
+        was last generated with (grub.cfg, BLS entries)."""
         grub = [(p, t) for p, t in self.boot_files if p.startswith("/etc/default/grub")]
-        if grub:
-            return ", ".join(p for p, _ in grub), cmdline.grub_cmdline(grub)
-        if kernel_cmdline:
-            return "/etc/kernel/cmdline", kernel_cmdline[0].strip()
-        return None
+        out = [(", ".join(p for p, _ in grub), cmdline.grub_cmdline(grub))] if grub else []
+        out += [(p, t.strip()) for p, t in self.boot_files if p == "/etc/kernel/cmdline"]
+        for path, line in self.boot_generated:
+            # "linux /vmlinuz-6.1 root=... ro quiet" / "options root=... ro quiet": drop the keyword and image.
+            words = line.split()
+            words = words[2:] if words and words[0].startswith("linux") else words[1:]
+            out.append((path, " ".join(words)))
+        return out
+
+
+BY_ID = "/dev/disk/by-id/"
 
 
 def _vendor(text: str) -> str:
     return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(text, text)
 
 
-def from_probe(name: str, text: str) -> HostFacts:
+def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts:
     """Parse the probe's output. Missing sections become empty facts, never errors."""
     by_name: dict[str, sections.Section] = {}
-    domains = []
-    for s in sections.split(text):
+    domains: dict[str, libvirt.Domain] = {}
+    for s in sections.split(text, marker):
         if s.name == "domain":
             state, dom_name = (s.args + ("", ""))[:2]
-            domains.append(libvirt.domain(dom_name, state, s.body))
+            d = libvirt.domain(dom_name, state, s.body)
+            # "domain live NAME" follows a running domain: add what was hot-plugged since boot.
+            domains[dom_name] = libvirt.merged(domains[dom_name], d) if state == "live" and dom_name in domains else d
         else:
             by_name[s.name] = s
     empty = sections.Section("", (), "")
@@ -101,8 +126,9 @@ def from_probe(name: str, text: str) -> HostFacts:
         nvme=sysfs.nvme_controllers(sec("nvme").rows()),
         slots=sysfs.slots(sec("slots").rows()),
         block=storage.block_devices(sec("block").rows()),
-        by_id=storage.by_id(sec("by_id").rows()),
+        dev_links=storage.disk_links(sec("disk_links").rows()),
         mounts=storage.mounts(sec("mounts").body),
+        boot_mounts=storage.boot_mounts(sec("fstab").files()),
         swaps=storage.swaps(sec("swaps").body),
         md_members=storage.md_members(sec("mdstat").body),
         network=sysfs.network(sec("net").rows()),
@@ -110,11 +136,12 @@ def from_probe(name: str, text: str) -> HostFacts:
         modprobe=modules.modprobe_lines(sec("modprobe_d").files()),
         driverctl=modules.driverctl_overrides(sec("driverctl").rows()),
         boot_files=sec("boot_config").files(),
+        boot_generated=[(r[0], r[1]) for r in sec("boot_generated").rows() if len(r) > 1 and r[1].strip()],
         interrupt_chips=sec("interrupts").body.split(),
         dmesg_source=sec("dmesg").arg("source", "none"),
         boot_log=bool(log) and dmesg.boot_messages_present(log[0]),
         dmesg=dmesg.classify(log),
         libvirt_source=source,
         libvirt_error=libvirt_sec.body.strip() if source == "error" else "",
-        domains=domains,
+        domains=list(domains.values()),
     )

@@ -8,13 +8,16 @@ Where facts come from (a Target):
 
 import datetime
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import testinfra
 
+from iommu_audit.facts import HostFacts, from_probe
+from iommu_audit.parsers.sections import MARKER
+
 PROBE = (Path(__file__).with_name("probe.sh")).read_text()
-END_MARKER = "::iommu-audit:: end"
 FACTS_FORMAT = "iommu-audit-facts/1"
 
 
@@ -29,6 +32,7 @@ class Target:
     host: object = None  # testinfra Host; None: this machine
     sysroot: str = ""
     saved_output: str = ""
+    saved_marker: str = MARKER
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Gathered:
     source: str
     gathered_at: str
     probe_output: str
+    marker: str = MARKER  # opens each section of probe_output
 
 
 def _now() -> str:
@@ -45,23 +50,34 @@ def _now() -> str:
 
 def gather(target: Target) -> Gathered:
     if target.saved_output:
-        if END_MARKER not in target.saved_output:
+        if f"{target.saved_marker} end" not in target.saved_output:
             raise GatherError(f"{target.source}: the saved facts are cut short (no end marker); gather them again")
-        return Gathered(target.name, target.source, "", target.saved_output)
+        return Gathered(target.name, target.source, "", target.saved_output, target.saved_marker)
     host = target.host or testinfra.get_host("local://")
     root = target.sysroot or "/"
+    # A fresh marker per run: nothing the probe copies from the host can open a section.
+    marker = f"::iommu-audit-{secrets.token_hex(8)}::"
     try:
         # The one round trip: the probe travels as an argument of sh -c; testinfra quotes it.
-        result = host.run("sh -c %s iommu-audit-probe %s", PROBE, root)
+        result = host.run("sh -c %s iommu-audit-probe %s %s", PROBE, root, marker)
     except Exception as exc:  # testinfra backends raise their own types (paramiko, ansible)
         raise GatherError(f"{target.source}: cannot run commands on the host: {_reason(exc)}. {_REACH_HINT}") from None
     # Decode leniently: HPE firmware puts non-UTF-8 bytes into ACPI table lines of dmesg.
     out = result.stdout_bytes.decode("utf-8", errors="replace")
-    if END_MARKER not in out:
+    if f"{marker} end" not in out:
         detail = (result.stderr_bytes.decode("utf-8", errors="replace") or out).strip().splitlines()
         reason = detail[-1] if detail else f"exit code {result.rc}"
         raise GatherError(f"{target.source}: unreachable, or the probe was cut short ({reason}). {_REACH_HINT}")
-    return Gathered(target.name, target.source, _now(), out)
+    return Gathered(target.name, target.source, _now(), out, marker)
+
+
+def parse(g: Gathered) -> HostFacts:
+    """Typed facts of a gathered host; output the parsers cannot read is a GatherError, not a crash."""
+    try:
+        return from_probe(g.name, g.probe_output, g.marker)
+    except Exception as exc:  # any parser slip on odd host data must not take the whole audit down
+        raise GatherError(f"{g.source}: the probe's output could not be parsed ({type(exc).__name__}: {exc}); "
+                          "please report it with the --save-facts file") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -96,5 +112,6 @@ def load(path: str) -> list[Target]:
     for i, h in enumerate(doc["hosts"]):
         if not isinstance(h, dict) or not all(isinstance(h.get(k), str) for k in ("name", "probe_output")):
             raise GatherError(f"--facts {path}: hosts[{i}] lacks \"name\" or \"probe_output\"")
-        targets.append(Target(h["name"], f"facts:{path}#{h['name']}", saved_output=h["probe_output"]))
+        targets.append(Target(h["name"], f"facts:{path}#{h['name']}", saved_output=h["probe_output"],
+                              saved_marker=str(h.get("marker") or MARKER)))
     return targets

@@ -14,7 +14,7 @@ import pytest
 import testinfra
 
 from iommu_audit import gather, profile as profiles
-from iommu_audit.facts import HostFacts, from_probe
+from iommu_audit.facts import HostFacts
 from iommu_audit.requirements import CATALOG, RECOMMENDED
 from iommu_audit.verdict import Verdict, failed, passed
 
@@ -47,8 +47,11 @@ class AuditState:
         except gather.GatherError as exc:
             self.errors[target.name] = str(exc)
             return
-        self.gathered[target.name] = g
-        self.facts[target.name] = from_probe(target.name, g.probe_output)
+        self.gathered[target.name] = g  # kept even if unparseable, so --save-facts can carry it to a bug report
+        try:
+            self.facts[target.name] = gather.parse(g)
+        except gather.GatherError as exc:
+            self.errors[target.name] = str(exc)
 
 
 STATE = pytest.StashKey[AuditState]()
@@ -239,7 +242,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     saved = [state.gathered[t.name] for t in state.targets if t.name in state.gathered]
     writer = session.config.get_terminal_writer()
     for name, error in state.errors.items():
-        writer.line(f"iommu-audit: facts of {name} not saved: {error}")
+        if name not in state.gathered:
+            writer.line(f"iommu-audit: facts of {name} not saved: {error}")
     if saved:
         gather.save(path, saved)
     else:

@@ -1,22 +1,24 @@
 # iommu-audit probe: prints every fact the checks need, in one run, read-only.
 #
-#   sh probe.sh [ROOT]
+#   sh probe.sh [ROOT [MARKER]]
 #
 # POSIX sh (dash, busybox ash). It only reads files and runs read-only tools
 # (readlink, dmesg, virsh list/dumpxml). With ROOT other than "/" it reads an
 # offline copy of a host (see README "Sysroot layout") and runs no host tool,
 # so the same code path audits live hosts, captures and test trees.
 #
-# Output: sections, each opened by a line "::iommu-audit:: NAME [ARGS]".
-# Rows inside a section are tab-separated; file contents are copied verbatim.
+# Output: sections, each opened by a line "MARKER NAME [ARGS]". The caller picks a
+# random MARKER per run, so no file or VM definition copied verbatim can forge a
+# section. Rows inside a section are tab-separated.
 
 R=${1:-/}
 R=${R%/}
+M=${2:-::iommu-audit::}
 LC_ALL=C
 export LC_ALL
 TAB=$(printf '\t')
 
-sec() { printf '\n::iommu-audit:: %s\n' "$*"; }
+sec() { printf '\n%s %s\n' "$M" "$*"; }
 # val FILE: print the first line of FILE, or nothing if it is unreadable.
 val() { v=; { read -r v < "$1"; } 2>/dev/null; printf '%s' "$v"; }
 # link PATH: print the last component of a symlink's target, or nothing.
@@ -85,23 +87,31 @@ for s in "$R"/sys/bus/pci/slots/*; do
 	printf '%s\t%s\n' "${s##*/}" "$(val "$s/address")"
 done
 
-# disk NAME PATH HOLDERS / part NAME DISK HOLDERS
+# fstype: udev's ID_FS_TYPE (zfs_member, LVM2_member, ceph_bluestore...): a use
+# that leaves no mount and no holder behind.
+fstype() { mm=$(val "$1/dev"); [ -n "$mm" ] && grep -m1 '^E:ID_FS_TYPE=' "$R/run/udev/data/b$mm" 2>/dev/null | sed 's/^E:ID_FS_TYPE=//'; }
+
+# disk NAME PATH HOLDERS FSTYPE / part NAME DISK HOLDERS FSTYPE
 sec block
 for b in "$R"/sys/block/*; do
 	[ -e "$b" ] || continue
 	n=${b##*/}
-	printf 'disk\t%s\t%s\t%s\n' "$n" "$(readlink "$b")" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')"
+	printf 'disk\t%s\t%s\t%s\t%s\n' "$n" "$(readlink "$b")" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$b")"
 	for p in "$b/$n"*; do
 		[ -f "$p/partition" ] || continue
-		printf 'part\t%s\t%s\t%s\n' "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')"
+		printf 'part\t%s\t%s\t%s\t%s\n' "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$p")"
 	done
 done
 
-sec by_id
-for l in "$R"/dev/disk/by-id/*; do
+# Stable names of block devices: PATH TARGET (by-id, by-path, by-uuid, ..., /dev/mapper).
+sec disk_links
+for l in "$R"/dev/disk/by-*/* "$R"/dev/mapper/*; do
 	[ -L "$l" ] || continue
-	printf '%s\t%s\n' "${l##*/}" "$(readlink "$l")"
+	printf '%s\t%s\n' "${l#"$R"}" "$(readlink "$l")"
 done
+
+sec fstab
+files "$R/etc/fstab" "$R/etc/crypttab"
 
 sec mounts
 cat "$R/proc/mounts" 2>/dev/null
@@ -110,10 +120,12 @@ cat "$R/proc/swaps" 2>/dev/null
 sec mdstat
 cat "$R/proc/mdstat" 2>/dev/null
 
+# dev NAME PCI-FUNCTION UPPERS: a bridge, bond or VLAN on top carries the port's traffic.
 sec net
 for n in "$R"/sys/class/net/*; do
 	[ -e "$n" ] || continue
-	printf 'dev\t%s\t%s\n' "${n##*/}" "$(link "$n/device")"
+	up=$(for u in "$n"/master "$n"/upper_*; do [ -L "$u" ] && link "$u" && printf ' '; done)
+	printf 'dev\t%s\t%s\t%s\n' "${n##*/}" "$(link "$n/device")" "$up"
 done
 # Interface of the default route (/proc/net/route: Iface Destination ...).
 [ -r "$R/proc/net/route" ] && while read -r ifc dst _; do
@@ -124,6 +136,13 @@ if [ -z "$R" ] && command -v ip >/dev/null 2>&1; then
 		printf 'addr\t%s\t%s\n' "$ifc" "${addr%/*}"
 	done
 fi
+# Local ends of established TCP connections (hex addr:port), to find SSH sessions even
+# when sudo has dropped SSH_CONNECTION.
+for t in "$R/proc/net/tcp" "$R/proc/net/tcp6"; do
+	[ -r "$t" ] && while read -r _ local _ st _; do
+		[ "$st" = 01 ] && printf 'tcp\t%s\n' "$local"
+	done < "$t"
+done
 
 sec modules
 kver=$(val "$R/proc/sys/kernel/osrelease")
@@ -145,6 +164,15 @@ done
 sec boot_config
 files "$R"/etc/default/grub "$R"/etc/default/grub.d/*.cfg "$R"/etc/kernel/cmdline
 
+# What the boot loader will really pass: the first linux line of grub.cfg, BLS entries.
+sec boot_generated
+for f in "$R"/boot/grub/grub.cfg "$R"/boot/grub2/grub.cfg; do
+	[ -r "$f" ] && printf '%s\t%s\n' "${f#"$R"}" "$(grep -m1 -E '^[[:space:]]*linux(efi)?[[:space:]]' "$f" | tr '\t' ' ')"
+done
+for f in "$R"/boot/loader/entries/*.conf; do
+	[ -r "$f" ] && printf '%s\t%s\n' "${f#"$R"}" "$(grep -m1 '^options' "$f" | tr '\t' ' ')"
+done
+
 sec interrupts
 grep -o -E '(IR|DMAR|AMD-Vi)-[A-Za-z0-9_-]+' "$R/proc/interrupts" 2>/dev/null | sort -u
 
@@ -156,10 +184,14 @@ if [ -n "$R" ]; then
 	sec dmesg source="${src:-none}"
 	[ -n "$src" ] && { head -n 1 "$R$src"; grep -i -E "$DMESG_PATTERN" "$R$src"; }
 else
-	if out=$(dmesg 2>/dev/null) && [ -n "$out" ]; then
-		sec dmesg source=dmesg
-	elif out=$(journalctl -k -b -q --no-pager 2>/dev/null) && [ -n "$out" ]; then
-		sec dmesg source=journal
+	out=$(dmesg 2>/dev/null)
+	# The ring buffer of a long-running host has lost its boot lines: the journal keeps them.
+	case $(printf '%s\n' "$out" | head -n 1) in
+	"[    0.000000]"*) ;;
+	*) j=$(journalctl -k -b -q --no-pager -o short-monotonic 2>/dev/null) && [ -n "$j" ] && out=$j src=journal ;;
+	esac
+	if [ -n "$out" ]; then
+		sec dmesg source="${src:-dmesg}"
 	else
 		out=
 		sec dmesg source=none
@@ -179,11 +211,19 @@ if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
 			printf '%s\n' "$running" | grep -qxF -- "$dom" && state=running
 			sec domain "$state" "$dom"
 			virsh -q -c "$uri" dumpxml --inactive --domain "$dom" 2>&1
+			# A running VM may hold devices hot-plugged since it started.
+			if [ "$state" = running ]; then
+				sec domain live "$dom"
+				virsh -q -c "$uri" dumpxml --domain "$dom" 2>&1
+			fi
 		done
 	else
 		sec libvirt source=error
 		printf '%s\n' "$names"
 	fi
+elif [ -d "$R/etc/libvirt/qemu" ] && ! { [ -r "$R/etc/libvirt/qemu" ] && [ -x "$R/etc/libvirt/qemu" ]; }; then
+	sec libvirt source=error
+	printf 'cannot read /etc/libvirt/qemu and virsh is not installed: run as root or with --sudo\n'
 elif [ -d "$R/etc/libvirt/qemu" ]; then
 	sec libvirt source=files
 	for f in "$R"/etc/libvirt/qemu/*.xml; do

@@ -6,10 +6,11 @@ layout") and break one thing at a time, then read it with the real probe.
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from iommu_audit import gather
-from iommu_audit.facts import HostFacts, from_probe
+from iommu_audit.facts import HostFacts
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "dl360-gen9-01"
 
@@ -74,7 +75,12 @@ class HostCopy:
         return self
 
     def probe_output(self) -> str:
-        return gather.gather(gather.Target(self.root.name, f"sysroot:{self.root}", sysroot=str(self.root))).probe_output
+        """The probe's text with the default section marker, as a hand-written facts file would hold it."""
+        return subprocess.run(["sh", "-c", gather.PROBE, "probe", str(self.root)], capture_output=True, text=True,
+                              errors="replace", check=True).stdout
+
+    def gathered(self) -> gather.Gathered:
+        return gather.gather(gather.Target(self.root.name, f"sysroot:{self.root}", sysroot=str(self.root)))
 
     def facts(self) -> HostFacts:
-        return from_probe(self.root.name, self.probe_output())
+        return gather.parse(self.gathered())

@@ -20,6 +20,8 @@ _DEVICE = re.compile(r"\b(?:pci|vfio-pci|vfio_pci|vfio|nvme|DMAR|ahci)\s+((?:[0-
 _KINDS = [
     ("acpi_dmar", r"ACPI: DMAR\s+(0x)?[0-9a-fA-F]{8}"),
     ("acpi_ivrs", r"ACPI: IVRS\s+(0x)?[0-9a-fA-F]{8}"),
+    # The kernel works around an RMRR outside reserved memory and goes on: evidence, not a blocker.
+    ("rmrr_unreserved", r"No firmware reserved region can cover this RMRR"),
     ("firmware_bug", r"\[Firmware Bug\].*(DMAR|IOMMU|RMRR|IVRS|AMD-Vi|DRHD)|(DMAR|AMD-Vi|IVRS).*\[Firmware Bug\]"),
     # <= 6.2 (vfio/intel); >= 6.3 the IOMMU core refuses devices with a firmware 1:1 (RMRR) mapping.
     ("rmrr_ineligible", r"ineligible for IOMMU domain attach due to platform RMRR requirement"

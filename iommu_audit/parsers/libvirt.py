@@ -36,9 +36,11 @@ def domain(name: str, state: str, xml_text: str) -> Domain:
     except ET.ParseError as exc:
         return Domain(name, running, (), (), f"unreadable definition: {exc}; {xml_text[:200]}")
     hostdevs, disks = [], []
-    for hd in root.iterfind("./devices/hostdev"):
-        if hd.get("mode", "subsystem") != "subsystem" or hd.get("type") != "pci":
-            continue
+    # <hostdev type='pci'> and SR-IOV style <interface type='hostdev'> both hand a PCI function over.
+    pci = [hd for hd in root.iterfind("./devices/hostdev")
+           if hd.get("mode", "subsystem") == "subsystem" and hd.get("type") == "pci"]
+    pci += list(root.iterfind("./devices/interface[@type='hostdev']"))
+    for hd in pci:
         a = hd.find("./source/address")
         if a is None:
             continue
@@ -52,3 +54,10 @@ def domain(name: str, state: str, xml_text: str) -> Domain:
         if disk.get("type") == "block" and src is not None and src.get("dev"):
             disks.append(src.get("dev"))
     return Domain(name, running, tuple(hostdevs), tuple(disks))
+
+
+def merged(defined: Domain, live: Domain) -> Domain:
+    """The persistent definition plus what the live one holds on top (hot-plugged devices)."""
+    return Domain(defined.name, defined.running,
+                  tuple(dict.fromkeys(defined.hostdevs + live.hostdevs)),
+                  tuple(dict.fromkeys(defined.block_disks + live.block_disks)), defined.error or live.error)

@@ -6,7 +6,7 @@
 
 from dataclasses import dataclass
 
-MARKER = "::iommu-audit:: "
+MARKER = "::iommu-audit::"  # the probe's default; gather passes a random one per run
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,15 @@ class Section:
         return default
 
 
-def split(text: str) -> list[Section]:
+def split(text: str, marker: str = MARKER) -> list[Section]:
     sections: list[Section] = []
     header, body = None, []
+    opener = marker + " "
     for line in text.splitlines():
-        if line.startswith(MARKER):
+        if line.startswith(opener):
             if header is not None:
                 sections.append(_section(header, body))
-            header, body = line[len(MARKER):], []
+            header, body = line[len(opener):], []
         elif header is not None:
             body.append(line)
     if header is not None:

@@ -11,25 +11,56 @@ class BlockDevice:
     disk: str  # the whole disk: itself, or the parent of a partition
     holders: tuple[str, ...]  # dm-*/md* stacked on top (LVM, dm-crypt, multipath, md)
     pci_address: str | None  # controller the disk hangs under
+    fstype: str = ""  # udev's ID_FS_TYPE: ext4, zfs_member, LVM2_member, ...
 
 
 def block_devices(rows: list[list[str]]) -> dict[str, BlockDevice]:
     out: dict[str, BlockDevice] = {}
     for r in rows:
-        r = (r + [""] * 4)[:4]
-        kind, name, where, holders = r
+        kind, name, where, holders, fstype = (r + [""] * 5)[:5]
         hs = tuple(holders.split())
         if kind == "disk":
-            out[name] = BlockDevice(name, name, hs, pci_address_of(where))
+            out[name] = BlockDevice(name, name, hs, pci_address_of(where), fstype)
         elif kind == "part":
             parent = out.get(where)
-            out[name] = BlockDevice(name, where, hs, parent.pci_address if parent else None)
+            out[name] = BlockDevice(name, where, hs, parent.pci_address if parent else None, fstype)
     return out
 
 
-def by_id(rows: list[list[str]]) -> dict[str, str]:
-    """{by-id name: kernel name} ("ata-MB2000GCWDA_Z1X4ABCD" -> "sdb")."""
+def disk_links(rows: list[list[str]]) -> dict[str, str]:
+    """{link path: kernel name}: "/dev/disk/by-id/wwn-0x5000c500b1c2d3e4" -> "sda", "/dev/mapper/vg0-root" -> "dm-0"."""
     return {r[0]: r[1].rsplit("/", 1)[-1] for r in rows if len(r) > 1}
+
+
+_SPEC_DIRS = {"UUID": "by-uuid", "LABEL": "by-label", "PARTUUID": "by-partuuid", "PARTLABEL": "by-partlabel"}
+
+
+def spec_path(spec: str) -> str:
+    """fstab/crypttab device spec as a /dev path: UUID=abc -> /dev/disk/by-uuid/abc."""
+    key, eq, value = spec.partition("=")
+    if eq and key in _SPEC_DIRS:
+        return f"/dev/disk/{_SPEC_DIRS[key]}/{value.strip(chr(34))}"
+    return spec
+
+
+@dataclass(frozen=True)
+class BootMount:
+    file: str  # /etc/fstab or /etc/crypttab
+    spec: str  # as written: UUID=..., /dev/sdb1, ...
+    target: str  # mount point, or the crypttab mapping name
+
+
+def boot_mounts(files: list[tuple[str, str]]) -> list[BootMount]:
+    """Entries of /etc/fstab (spec, mount point) and /etc/crypttab (name, device)."""
+    out = []
+    for path, text in files:
+        for line in text.splitlines():
+            f = line.split("#", 1)[0].split()
+            if len(f) < 2:
+                continue
+            spec, target = (f[0], f[1]) if path.endswith("fstab") else (f[1], f[0])
+            out.append(BootMount(path, spec, target))
+    return out
 
 
 @dataclass(frozen=True)

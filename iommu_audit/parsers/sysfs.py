@@ -1,5 +1,6 @@
 """PCI devices, IOMMU groups, NVMe controllers, slots and NICs from sysfs rows."""
 
+import ipaddress
 from dataclasses import dataclass
 
 from iommu_audit.pci import addresses_in, class_name, is_bridge_class
@@ -92,20 +93,56 @@ def slots(rows: list[list[str]]) -> dict[str, str]:
 @dataclass(frozen=True)
 class Network:
     nic_address: dict[str, str]  # interface -> PCI address
+    uppers: dict[str, list[str]]  # interface -> bridge/bond/VLAN interfaces stacked on it
     default_route: list[str]  # interfaces
     addresses: dict[str, list[str]]  # interface -> IPs
+    tcp_local: list[tuple[str, int]]  # local (ip, port) of established TCP connections
+
+    def stacked(self, ifc: str) -> list[str]:
+        """ifc and every interface above it (eno1 -> bond0 -> vmbr0)."""
+        seen, todo = [], [ifc]
+        while todo:
+            cur = todo.pop()
+            if cur not in seen:
+                seen.append(cur)
+                todo += self.uppers.get(cur, [])
+        return seen
 
 
 def network(rows: list[list[str]]) -> Network:
-    nics, default, addrs = {}, [], {}
+    nics, uppers, default, addrs, tcp = {}, {}, [], {}, []
     for r in rows:
-        if r[0] == "dev" and len(r) > 2 and r[2]:
-            nics[r[1]] = r[2]
+        if r[0] == "dev" and len(r) > 1:
+            if len(r) > 2 and r[2]:
+                nics[r[1]] = r[2]
+            if len(r) > 3 and r[3].strip():
+                uppers[r[1]] = list(dict.fromkeys(r[3].split()))
         elif r[0] == "default":
             default.append(r[1])
         elif r[0] == "addr" and len(r) > 2:
             addrs.setdefault(r[1], []).append(r[2])
-    return Network(nics, default, addrs)
+        elif r[0] == "tcp" and len(r) > 1:
+            endpoint = _tcp_endpoint(r[1])
+            if endpoint:
+                tcp.append(endpoint)
+    return Network(nics, uppers, default, addrs, tcp)
+
+
+def _tcp_endpoint(text: str) -> tuple[str, int] | None:
+    """'0A00020F:0016' -> ('10.0.2.15', 22); /proc/net/tcp6 addresses are four little-endian words."""
+    addr, _, port = text.partition(":")
+    try:
+        raw = bytes.fromhex(addr)
+        if len(raw) == 4:
+            ip = ipaddress.IPv4Address(raw[::-1])
+        elif len(raw) == 16:
+            ip = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+            ip = ip.ipv4_mapped or ip
+        else:
+            return None
+        return str(ip), int(port, 16)
+    except ValueError:
+        return None
 
 
 def pci_address_of(sysfs_path: str) -> str | None:

@@ -3,6 +3,7 @@
 from iommu_audit.facts import HostFacts
 from iommu_audit.parsers import cmdline
 from iommu_audit.parsers.modules import modprobe_vfio_ids
+from iommu_audit.pci import addresses_in
 from iommu_audit.profile import Device, Profile
 from iommu_audit.rules.usage import pci_usage
 from iommu_audit.verdict import Verdict, failed, not_applicable, passed
@@ -20,12 +21,19 @@ def locate(facts: HostFacts, device: Device) -> str | None:
         for addr, ctrl in facts.nvme.items():
             if ctrl.serial == device.serial:
                 return addr
-    if device.slot and device.slot in facts.slots:
-        prefix = facts.slots[device.slot] + "."
+    if device.slot:
         for addr, dev in sorted(facts.pci.items()):
-            if addr.startswith(prefix) and dev.id == device.id:
+            if dev.id == device.id and in_slot(facts, addr, device.slot):
                 return addr
     return None
+
+
+def in_slot(facts: HostFacts, addr: str, slot: str) -> bool:
+    """True if the function sits in the slot, directly or behind a switch on the card in it."""
+    slot_addr = facts.slots.get(slot)
+    if not slot_addr or addr not in facts.pci:
+        return False
+    return any(a.startswith(slot_addr + ".") for a in addresses_in(facts.pci[addr].path))
 
 
 def passthrough_addresses(facts: HostFacts, profile: Profile) -> dict[str, Device]:
@@ -63,7 +71,7 @@ def device_present(facts: HostFacts, device: Device) -> Verdict:
     if device.serial and ctrl and ctrl.serial and ctrl.serial != device.serial:
         return failed(f"{addr} has serial {ctrl.serial}", f"serial {device.serial}",
                       "the drives were swapped or replaced: update the profile or reseat the drives")
-    if device.slot and facts.slots.get(device.slot) and not addr.startswith(facts.slots[device.slot] + "."):
+    if device.slot and facts.slots.get(device.slot) and not in_slot(facts, addr, device.slot):
         return failed(f"{addr} is not in slot {device.slot} ({facts.slots[device.slot]})",
                       f"[{device.id}] in slot {device.slot}", "correct the profile's slot or address")
     notes = []
@@ -76,12 +84,12 @@ def device_not_used_by_host(facts: HostFacts, device: Device) -> Verdict:
     addr = locate(facts, device)
     if addr is None:
         return _missing(device)
-    uses = pci_usage(facts, addr)
+    uses, notes = pci_usage(facts, addr)
     if uses:
         return failed("; ".join(uses), f"{addr} unused by the host",
-                      "move the data and services off this device (unmount, swapoff, remove from LVM/md, "
-                      "move the route) before passing it to a VM")
-    return passed(f"no mounted filesystem, swap, LVM/md or routed interface on {addr}")
+                      "move the data and services off this device (unmount, swapoff, remove from LVM/md and "
+                      "/etc/fstab, move the route and SSH access to another NIC) before passing it to a VM", notes)
+    return passed(f"no mounted filesystem, swap, LVM/md, fstab entry, route or SSH session on {addr}", notes)
 
 
 def iommu_group_clean(facts: HostFacts, device: Device, profile: Profile) -> Verdict:
@@ -129,10 +137,7 @@ def bound_to_vfio(facts: HostFacts, device: Device) -> Verdict:
 
 def boot_id_claims(facts: HostFacts) -> list[tuple[str, str]]:
     """(vendor:device, where) for every ID vfio-pci will claim at the next boot."""
-    claims = []
-    boot = facts.boot_cmdline()
-    if boot:
-        claims += [(i, boot[0]) for i in cmdline.vfio_pci_ids(cmdline.params(boot[1]))]
+    claims = [(i, where) for where, line in facts.boot_sources() for i in cmdline.vfio_pci_ids(cmdline.params(line))]
     if "vfio_pci" not in facts.modules.builtin:  # a built-in vfio_pci never reads modprobe.d
         claims += [(i, line.path) for i, line in modprobe_vfio_ids(facts.modprobe)]
     return claims

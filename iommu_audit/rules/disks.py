@@ -6,7 +6,6 @@ from iommu_audit.rules.vms import libvirt_unusable
 from iommu_audit.rules.usage import disk_usage
 from iommu_audit.verdict import Verdict, failed, not_applicable, passed
 
-BY_ID = "/dev/disk/by-id/"
 
 
 def _kernel_name(facts: HostFacts, disk: Disk) -> str | None:
@@ -31,22 +30,21 @@ def disk_not_used_by_host(facts: HostFacts, disk: Disk) -> Verdict:
     name = _kernel_name(facts, disk)
     if name is None:
         return not_applicable(f"{disk.path} not found: see disk-present")
-    uses = disk_usage(facts, name)
+    uses, notes = disk_usage(facts, name)
     if uses:
         return failed("; ".join(uses), f"/dev/{name} unused by the host",
-                      "unmount it, swapoff, and remove it from LVM/md (and from /etc/fstab) before giving it to a VM")
-    return passed(f"/dev/{name} and its partitions are not mounted, swap, LVM or md")
+                      "unmount it, swapoff, and remove it from LVM/md, /etc/fstab and /etc/crypttab before "
+                      "giving it to a VM", notes)
+    return passed(f"/dev/{name} and its partitions are not mounted, swap, LVM, md or in fstab/crypttab", notes)
 
 
 def _disk_users(facts: HostFacts, name: str) -> list[tuple[str, str]]:
-    """(domain, source) for every <disk type='block'> that points at the kernel device name."""
-    out = []
-    for dom in facts.domains:
-        for src in dom.block_disks:
-            target = facts.by_id.get(src[len(BY_ID):]) if src.startswith(BY_ID) else src.rsplit("/", 1)[-1]
-            if target == name:
-                out.append((dom.name, src))
-    return out
+    """(domain, source) for every <disk type='block'> whose source resolves to the kernel device name."""
+    return [(dom.name, src) for dom in facts.domains for src in dom.block_disks if facts.kernel_name(src) == name]
+
+
+# Names that follow the disk, not what is on it: by-uuid/by-label change when the VM reformats.
+STABLE = ("/dev/disk/by-id/", "/dev/disk/by-path/", "/dev/mapper/")
 
 
 def disk_assigned_to_vm(facts: HostFacts, disk: Disk) -> Verdict:
@@ -59,12 +57,12 @@ def disk_assigned_to_vm(facts: HostFacts, disk: Disk) -> Verdict:
     users = _disk_users(facts, name)
     mine = [src for dom, src in users if dom == disk.vm]
     others = sorted({dom for dom, _ in users if dom != disk.vm})
-    unstable = [src for src in mine if not src.startswith(BY_ID)]
+    unstable = [src for src in mine if not src.startswith(STABLE)]
     found = []
     if not mine:
         found.append(f"{disk.vm} has no <disk type='block'> for {disk.path}")
     if unstable:
-        found.append(f"{disk.vm} uses {', '.join(unstable)}, a name that can change at boot")
+        found.append(f"{disk.vm} uses {', '.join(unstable)}, a name that can change at boot or when the disk is reformatted")
     if others:
         found.append(f"/dev/{name} is also attached to {', '.join(others)}")
     if not found:

@@ -60,21 +60,33 @@ def cmdline_no_acs_override(facts: HostFacts, profile: Profile) -> Verdict:
     return passed("no pcie_acs_override on the kernel command line")
 
 
+REGENERATE_FIX = ("regenerate the boot loader configuration from it: update-grub (Debian/Ubuntu), "
+                  "grub2-mkconfig -o <grub.cfg> (RHEL), proxmox-boot-tool refresh (Proxmox); then reboot")
+
+
 def cmdline_persistent(facts: HostFacts, profile: Profile) -> Verdict:
-    boot = facts.boot_cmdline()
-    if boot is None:
+    sources = facts.boot_sources()
+    if not sources:
         return failed("no boot loader configuration found (/etc/default/grub, /etc/default/grub.d/*.cfg, "
-                      "/etc/kernel/cmdline)", f"a boot configuration with {expected_cmdline(profile)}",
+                      "/etc/kernel/cmdline, /boot/grub/grub.cfg, /boot/loader/entries)",
+                      f"a boot configuration with {expected_cmdline(profile)}",
                       "keep the kernel arguments in the boot loader configuration")
-    where, line = boot
-    params = cmdline.params(line)
-    problems = cmdline_problems(params, profile)
-    if cmdline.values(params, "pcie_acs_override"):
-        problems.append("pcie_acs_override would be set at the next boot")
-    if problems:
-        return failed(f"next boot ({where}): {'; '.join(problems)}", expected_cmdline(profile),
-                      GRUB_FIX.format(want=expected_cmdline(profile)), [f"{where}: {line}"])
-    return passed(f"next boot ({where}) keeps {expected_cmdline(profile)}", [f"{where}: {line}"])
+    # Every configuration present must agree: the file an admin edits, and what was generated from it.
+    bad = []
+    for where, line in sources:
+        params = cmdline.params(line)
+        problems = cmdline_problems(params, profile)
+        if cmdline.values(params, "pcie_acs_override"):
+            problems.append("pcie_acs_override would be set at the next boot")
+        if problems:
+            bad.append((where, problems))
+    evidence = [f"{where}: {line}" for where, line in sources]
+    if not bad:
+        return passed(f"next boot keeps {expected_cmdline(profile)} ({', '.join(w for w, _ in sources)})", evidence)
+    generated_only = all(w.startswith("/boot/") for w, _ in bad)
+    fix = REGENERATE_FIX if generated_only else GRUB_FIX.format(want=expected_cmdline(profile))
+    return failed("next boot: " + "; ".join(f"{where}: {', '.join(p)}" for where, p in bad),
+                  expected_cmdline(profile), fix, evidence)
 
 
 def iommu_active(facts: HostFacts, profile: Profile) -> Verdict:
@@ -136,7 +148,10 @@ def no_known_blockers(facts: HostFacts, profile: Profile) -> Verdict:
     if facts.dmesg_source == "none":
         return failed("the kernel log could not be read", "a readable kernel log to search for known blockers",
                       "run as root or with --sudo (dmesg is restricted), or add a dmesg capture to the sysroot")
-    hits = [f for kind in BLOCKER_FIX for f in facts.findings(kind)]
+    # An RMRR refusal matters for the profile's devices; one for another device is only evidence.
+    ours = set(passthrough_addresses(facts, profile))
+    hits = [f for kind in BLOCKER_FIX for f in facts.findings(kind)
+            if not (f.kind == "rmrr_ineligible" and f.address and f.address not in ours)]
     if hits:
         kinds = list(dict.fromkeys(f.kind for f in hits))
         return failed("; ".join(f.line for f in hits), "no RMRR, firmware-bug or unsafe-interrupt messages",

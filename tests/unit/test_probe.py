@@ -25,8 +25,8 @@ def test_dash_and_busybox_agree(host):
 def test_every_section_is_present_once(host):
     names = [s.name for s in split(run_probe(["sh"], host.root)) if s.name != "domain"]
     assert names == ["probe", "cmdline", "acpi_tables", "class_iommu", "iommu_groups", "pci", "nvme", "slots", "block",
-                     "by_id", "mounts", "swaps", "mdstat", "net", "modules", "modprobe_d", "driverctl", "boot_config",
-                     "interrupts", "dmesg", "libvirt", "end"]
+                     "disk_links", "fstab", "mounts", "swaps", "mdstat", "net", "modules", "modprobe_d", "driverctl",
+                     "boot_config", "boot_generated", "interrupts", "dmesg", "libvirt", "end"]
 
 
 def test_sysroot_probe_does_not_write(host):
@@ -73,3 +73,27 @@ def test_cut_short_output_is_a_gather_error(monkeypatch):
     monkeypatch.setattr(gather, "PROBE", "echo '::iommu-audit:: probe 1'; exit 255")
     with pytest.raises(gather.GatherError, match="ssh://node1: unreachable, or the probe was cut short"):
         gather.gather(target)
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=[s[0] for s in SHELLS])
+def test_live_branch_runs_on_this_machine(shell):
+    # The live branch (dmesg, journalctl, ip, virsh, /proc/net/tcp) under each shell, read-only.
+    names = [s.name for s in split(run_probe(shell, "/"))]
+    assert names[0] == "probe" and names[-1] == "end"
+    assert {"dmesg", "net", "libvirt", "boot_generated", "disk_links", "fstab"} <= set(names)
+
+
+def test_host_data_cannot_forge_a_section(host):
+    # A VM description (or any copied file) holding the default marker stays data: each run has its own.
+    host.replace("etc/libvirt/qemu/z-ceph-3.xml", "<memory unit=", "<description>\n::iommu-audit:: domain defined "
+                 "z-evil\n::iommu-audit:: end\n</description>\n  <memory unit=")
+    f = host.facts()
+    assert "z-evil" not in {d.name for d in f.domains}
+    assert {d.name for d in f.domains} == {"z-ceph-1", "z-ceph-2", "z-ceph-3", "z-gluster-1", "z-gluster-2"}
+
+
+def test_unparseable_output_is_a_gather_error(host, monkeypatch):
+    g = host.gathered()
+    monkeypatch.setattr(gather, "from_probe", lambda *a: [][0])
+    with pytest.raises(gather.GatherError, match="could not be parsed .*IndexError"):
+        gather.parse(g)

@@ -39,3 +39,14 @@ def test_block_disk_source():
 def test_broken_xml_is_reported_not_raised():
     d = domain("z-ceph-1", "defined", "error: failed to get domain 'z-ceph-1'")
     assert d.error.startswith("unreadable definition") and d.hostdevs == ()
+
+
+def test_live_definition_adds_hot_plugged_devices():
+    from iommu_audit.parsers.libvirt import merged
+    defined = domain("z-ceph-1", "running", (DATA / "vm-hostdev-managed.xml").read_text())
+    live = domain("z-ceph-1", "live", "<domain><devices><hostdev mode='subsystem' type='pci' managed='yes'><source>"
+                                      "<address domain='0x0000' bus='0x0b' slot='0x00' function='0x0'/></source>"
+                                      "</hostdev></devices></domain>")
+    both = merged(defined, live)
+    assert both.running and (0, 11, 0, 0) in [h.address for h in both.hostdevs]
+    assert len(both.hostdevs) == len(defined.hostdevs) + 1

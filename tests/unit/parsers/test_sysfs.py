@@ -30,3 +30,11 @@ def test_groups_and_network_rows():
     assert members == {"3": ["0000:00:03.0", "0000:02:00.0"], "4": ["0000:00:1c.7"]} and types == {"3": "DMA"}
     n = network([["dev", "eno1", "0000:02:00.0"], ["dev", "lo", ""], ["default", "eno1"], ["addr", "eno1", "192.0.2.10"]])
     assert n.nic_address == {"eno1": "0000:02:00.0"} and n.addresses == {"eno1": ["192.0.2.10"]}
+
+
+def test_tcp_endpoints_v4_and_v6_and_stacked_interfaces():
+    n = network([["tcp", "0A0200C0:0016"], ["tcp", "0000000000000000FFFF00000A0200C0:0016"],
+                 ["tcp", "B80D0120000000000000000001000000:0016"], ["tcp", "garbage"],
+                 ["dev", "eno1", "0000:02:00.0", "bond0 "], ["dev", "bond0", "", "vmbr0 "], ["dev", "vmbr0", ""]])
+    assert n.tcp_local == [("192.0.2.10", 22), ("192.0.2.10", 22), ("2001:db8::1", 22)]
+    assert n.stacked("eno1") == ["eno1", "bond0", "vmbr0"]

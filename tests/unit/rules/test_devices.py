@@ -41,8 +41,11 @@ def test_serial_unreadable_on_vfio_is_noted_not_failed(host, dl360):
 
 def test_slot_locates_and_checks(host, dl360):
     f = host.facts()
-    nic_slot = replace(dl360.device_named("ceph-nvme-1"), address=None, slot="1", id="10b5:8747")
-    assert devices.locate(f, nic_slot) == "0000:04:00.0"
+    switch = replace(dl360.device_named("ceph-nvme-1"), address=None, slot="1", id="10b5:8747")
+    assert devices.locate(f, switch) == "0000:04:00.0"
+    # The NVMe drives sit behind the card's PLX switch in slot 1: they are in slot 1 too.
+    assert devices.locate(f, replace(dl360.device_named("ceph-nvme-1"), address=None, slot="1")) == "0000:06:00.0"
+    assert devices.device_present(f, replace(dl360.device_named("ceph-nvme-3"), slot="1")).ok
     wrong_slot = replace(dl360.device_named("ceph-nvme-1"), slot="2")
     v = devices.device_present(f, wrong_slot)
     assert not v.ok and "not in slot 2" in v.found
@@ -68,7 +71,37 @@ def test_nic_with_default_route_or_ssh_session_is_in_use(host, dl360):
     assert "eno1 carries the default route" in devices.device_not_used_by_host(f, nic).found
     f.ssh_connection = "192.0.2.50 51234 192.0.2.10 22"
     f.network.addresses["eno1"] = ["192.0.2.10"]
-    assert "eno1 carries this SSH session (192.0.2.10)" in devices.device_not_used_by_host(f, nic).found
+    assert "eno1 carries SSH sessions to 192.0.2.10" in devices.device_not_used_by_host(f, nic).found
+
+
+def test_nic_under_a_bridge_carrying_the_route_and_ssh_is_in_use(host, dl360):
+    # Proxmox-style: eno1 is a port of vmbr0, which holds the address and the default route.
+    # The SSH session is found from /proc/net/tcp even when sudo dropped SSH_CONNECTION.
+    host.write("proc/net/route", host.read("proc/net/route").replace("eno1\t", "vmbr0\t"))
+    eno1 = host.path("sys/class/net/eno1").resolve()
+    bridge = host.path("sys/devices/virtual/net/vmbr0")
+    (bridge / "brif").mkdir(parents=True)
+    host.path("sys/class/net/vmbr0").symlink_to("../../devices/virtual/net/vmbr0")
+    (eno1 / "master").symlink_to("../../../../../../../virtual/net/vmbr0")
+    (eno1 / "upper_vmbr0").symlink_to("../../../../../../../virtual/net/vmbr0")
+    # 192.0.2.10:22 <- 192.0.2.50:51234, ESTABLISHED (st 01), as /proc/net/tcp prints it
+    host.write("proc/net/tcp", "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+               "   0: 0A0200C0:0016 320200C0:C822 01 00000000:00000000 02:000A7B2C 00000000     0        0 48213 4 0\n")
+    nic = replace(dl360.device_named("ceph-nvme-1"), address="0000:02:00.0", id="14e4:1657")
+    f = host.facts()
+    f.network.addresses["vmbr0"] = ["192.0.2.10"]  # from `ip -o addr`, live hosts only
+    v = devices.device_not_used_by_host(f, nic)
+    assert not v.ok
+    assert "eno1 carries the default route through vmbr0" in v.found
+    assert "eno1 carries SSH sessions to 192.0.2.10 through vmbr0" in v.found
+
+
+def test_host_nvme_in_fstab_by_uuid_and_lvm_signature(host, dl360):
+    # The host's system NVMe: fstab names its partitions by UUID, udev sees the LVM PV.
+    wrong = replace(dl360.device_named("ceph-nvme-1"), address=NVME4)
+    v = devices.device_not_used_by_host(host.facts(), wrong)
+    assert "/etc/fstab lists /dev/disk/by-uuid/7C1E-9A2B (/boot/efi)" in v.found
+    assert any("LVM physical volume signature" in n for n in v.evidence)
 
 
 def test_missing_device_is_not_applicable(host, dl360):

@@ -63,6 +63,32 @@ def test_disk_also_in_another_vm_by_an_alias(host, dl360):
     assert not v2.ok and "z-gluster-2 has no <disk type='block'>" in v2.found
 
 
+def test_disk_named_by_path_in_another_vm_is_the_same_disk(host, dl360):
+    host.replace("etc/libvirt/qemu/z-gluster-2.xml", "/dev/disk/by-id/wwn-0x5000c500b1c2d3f5",
+                 "/dev/disk/by-path/pci-0000:03:00.0-scsi-0:0:0:0")
+    v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))
+    assert not v.ok and "/dev/sda is also attached to z-gluster-2" in v.found
+
+
+def test_disk_by_uuid_is_not_a_stable_name(host, dl360):
+    host.replace(SDA_XML, "/dev/disk/by-id/wwn-0x5000c500b1c2d3e4", "/dev/disk/by-uuid/5a7c9e1f-3b5d-4f60-8a2c-4e6a8c0e2f41")
+    v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))
+    assert not v.ok and "when the disk is reformatted" in v.found
+
+
+def test_disk_in_fstab_or_zfs_pool(host, dl360):
+    d = dl360.device_named("gluster-hdd-1")
+    host.append("etc/fstab", "UUID=5a7c9e1f-3b5d-4f60-8a2c-4e6a8c0e2f41 /srv/old xfs defaults,nofail 0 0\n")
+    v = disks.disk_not_used_by_host(host.facts(), d)
+    assert not v.ok and "/etc/fstab lists UUID=5a7c9e1f-3b5d-4f60-8a2c-4e6a8c0e2f41 (/srv/old)" in v.found
+    host.write("etc/fstab", "")
+    host.replace("run/udev/data/b8:0", "ID_FS_TYPE=xfs", "ID_FS_TYPE=zfs_member")
+    assert disks.disk_not_used_by_host(host.facts(), d).ok  # a pool nobody imported: a note at most
+    host.append("proc/mounts", "tank/brick1 /tank/brick1 zfs rw,xattr,noacl 0 0\n")
+    v = disks.disk_not_used_by_host(host.facts(), d)
+    assert not v.ok and "ZFS pool member and this host has ZFS pools imported" in v.found
+
+
 def test_disk_in_no_vm(host, dl360):
     host.replace(SDA_XML, "<disk type='block' device='disk'>", "<disk type='file' device='disk'>")
     v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))

@@ -97,8 +97,23 @@ def test_grub_d_snippet_overrides_and_appends(host, dl360):
     assert v.ok, v.found
 
 
+def test_grub_edited_but_not_regenerated(host, dl360):
+    host.replace("boot/grub/grub.cfg", " intel_iommu=on iommu=pt", "")
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "/boot/grub/grub.cfg: intel_iommu=on is missing" in v.found
+    assert "update-grub" in v.fix and "/etc/default/grub: " not in v.found
+
+
+def test_bls_entries_are_read(host, dl360):
+    host.remove("etc/default/grub").remove("boot/grub/grub.cfg")
+    host.write("boot/loader/entries/6d3c1f0a-5.14.0-362.el9.x86_64.conf",
+               "title Rocky Linux (5.14.0-362.el9.x86_64)\nversion 5.14.0-362.el9.x86_64\nlinux /vmlinuz-5.14.0-362.el9.x86_64\n"
+               "options root=/dev/mapper/rl-root ro crashkernel=1G-4G:192M intel_iommu=on iommu=pt\n")
+    assert kernel.cmdline_persistent(host.facts(), dl360).ok
+
+
 def test_kernel_cmdline_file_and_no_boot_config(host, dl360):
-    host.remove("etc/default/grub")
+    host.remove("etc/default/grub").remove("boot/grub/grub.cfg")
     v = kernel.cmdline_persistent(host.facts(), dl360)
     assert not v.ok and "no boot loader configuration" in v.found
     host.write("etc/kernel/cmdline", "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt\n")
@@ -171,6 +186,11 @@ RMRR = ("[  412.803338] vfio-pci 0000:06:00.0: Device is ineligible for IOMMU do
 
 
 def test_clean_log_passes(host, dl360):
+    assert kernel.no_known_blockers(host.facts(), dl360).ok
+
+
+def test_rmrr_refusal_for_a_device_outside_the_profile_is_not_a_blocker(host, dl360):
+    host.append("dmesg", RMRR.replace("0000:06:00.0", "0000:03:00.0"))
     assert kernel.no_known_blockers(host.facts(), dl360).ok
 
 

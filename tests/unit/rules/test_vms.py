@@ -33,6 +33,18 @@ def test_device_in_the_wrong_vm(host, dl360):
     assert not v.ok and "z-ceph-2 has no <hostdev>" in v.found and "also defined in z-ceph-3" in v.found
 
 
+def test_sriov_interface_hostdev_counts_as_an_assignment(host, dl360):
+    host.replace("etc/libvirt/qemu/z-ceph-3.xml", "<interface type='bridge'>", """<interface type='hostdev' managed='yes'>
+      <mac address='52:54:00:6d:90:02'/>
+      <source>
+        <address type='pci' domain='0x0000' bus='0x06' slot='0x00' function='0x0'/>
+      </source>
+    </interface>
+    <interface type='bridge'>""")
+    v = vms.assigned_to_vm(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert not v.ok and "also defined in z-ceph-3" in v.found
+
+
 def test_missing_vm_and_missing_libvirt(host, dl360):
     host.remove("etc/libvirt/qemu/z-ceph-1.xml")
     v = vms.assigned_to_vm(host.facts(), dl360.device_named("ceph-nvme-1"))
