@@ -158,10 +158,19 @@ def vfio_binding_persistent(facts: HostFacts, device: Device) -> Verdict:
     if addr is None:
         return _missing(device)
     claims = vfio_claims(facts, addr)
-    claims += [f"libvirt managed='yes' in VM {dom.name} (detached when it starts)"
+    managed = [f"libvirt managed='yes' in VM {dom.name} (detached when it starts)"
                for dom, hd in facts.hostdev_users(addr) if hd.managed and dom.name == device.vm]
-    if claims:
-        return passed("; ".join(claims))
+    notes = []
+    if managed and not claims:
+        notes.append("only libvirt binds it: from boot until the VM starts the host driver owns the device "
+                     "(and may activate LVM/md on it); a driverctl override closes that window")
+    if any("/modprobe.d/" in c for c in claims) and not any(
+            ml.words[:1] == ("softdep",) and "pre:" in ml.words and
+            any(w.replace("_", "-") == "vfio-pci" for w in ml.words) for ml in facts.modprobe):
+        notes.append("modprobe.d ids= only win if vfio-pci loads before the host driver: add "
+                     "'softdep <driver> pre: vfio-pci' and rebuild the initramfs")
+    if claims or managed:
+        return passed("; ".join(claims + managed), notes)
     dev = facts.pci[addr]
     now = f" (driver_override={dev.driver_override} is set now, but lost at reboot)" if dev.driver_override else ""
     if "vfio_pci" in facts.modules.builtin:

@@ -206,3 +206,16 @@ def test_modprobe_ids_are_ignored_when_vfio_pci_is_built_in(host, dl360):
     host.write("lib/modules/5.15.0-91-generic/modules.builtin", "kernel/drivers/vfio/vfio.ko\n")
     v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert v.ok and "vfio-pci.ids=144d:a808 in /etc/modprobe.d/vfio.conf" in v.found
+
+
+def test_persistence_notes_for_libvirt_only_and_modprobe_without_softdep(host, dl360):
+    host.remove(f"etc/driverctl.d/pci-{NVME1}")
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert v.ok and any("only libvirt binds it" in n for n in v.evidence)
+    host.write("lib/modules/5.15.0-91-generic/modules.builtin", "kernel/drivers/vfio/vfio.ko\n")
+    host.write("etc/modprobe.d/vfio.conf", "options vfio-pci ids=144d:a808\n")
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert v.ok and any("softdep <driver> pre: vfio-pci" in n for n in v.evidence)
+    host.append("etc/modprobe.d/vfio.conf", "softdep nvme pre: vfio-pci\n")
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert v.ok and not any("softdep" in n for n in v.evidence)
