@@ -57,6 +57,11 @@ class AuditState:
 STATE = pytest.StashKey[AuditState]()
 
 
+def _under_checks(config: pytest.Config, path: Path) -> bool:
+    checks_dir = config.rootpath / "checks"
+    return path == checks_dir or checks_dir in path.parents
+
+
 def _collects_checks(config: pytest.Config) -> bool:
     checks_dir = config.rootpath / "checks"
     if not (checks_dir / "conftest.py").is_file():  # not an iommu-audit tree: stay out of the way
@@ -152,7 +157,12 @@ def gathered_verdict(state: AuditState, target: gather.Target) -> Verdict:
         return failed(state.errors[target.name], f"the probe runs on {target.source}",
                       "make the host reachable (or fix the sysroot/facts file) and run the audit again")
     f = state.facts[target.name]
-    return passed(f"{target.source}: host {f.hostname or '?'}, kernel {f.kernel or '?'}, {len(f.pci)} PCI functions")
+    notes = []
+    live = not (target.sysroot or target.saved_output)
+    if live and f.uid != "0":
+        notes.append("not root: kernel log and libvirt definitions may be unreadable; use --sudo")
+    return passed(f"{target.source}: host {f.hostname or '?'}, kernel {f.kernel or '?'}, {len(f.pci)} PCI functions",
+                  notes)
 
 
 class Judge:
@@ -207,10 +217,21 @@ class Judge:
         return "\n".join(lines)
 
     def _waiver(self, subject: str | None, host: str):
-        for w in self.state.profile.waivers:
-            if w.requirement == self.requirement.id and w.device in (None, subject) and w.host in (None, host):
-                return w
-        return None
+        """The matching waiver that lasts longest: a renewal listed after an expired waiver wins."""
+        matching = [w for w in self.state.profile.waivers
+                    if w.requirement == self.requirement.id and w.device in (None, subject) and w.host in (None, host)]
+        return max(matching, key=lambda w: w.expires, default=None)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k/-m deselect: deselecting some (or all) checks is the user's choice
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.stash.get(STATE, None) is None or session.testsfailed:  # collection errors speak for themselves
+        return
+    if not any(_under_checks(config, item.path) for item in items):
+        given = " ".join(config.args)
+        raise pytest.UsageError(f"--profile given, but no audit check was selected: the test paths given ({given}) "
+                                f"hold none of the checks in {config.rootpath / 'checks'}; run without test paths, "
+                                "or with paths under checks/ (e.g. checks/test_devices.py)")
 
 
 @pytest.hookimpl(tryfirst=True)

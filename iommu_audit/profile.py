@@ -14,10 +14,10 @@ from pathlib import Path
 import yaml
 
 from iommu_audit.pci import AddressError, normalize_address
-from iommu_audit.requirements import CATALOG, SEVERITIES
+from iommu_audit.requirements import CATALOG, DEVICE, DISK, HOST, SEVERITIES
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_PCI_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{4}$")
+_PCI_ID = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")  # lspci prints lower case; accept both
 # libvirt domain names: printable, no '/'; we also refuse control characters.
 _VM_NAME = re.compile(r"^[^/\x00-\x1f\x7f]+$")
 _BY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@-]*$")
@@ -29,7 +29,11 @@ class ProfileError(Exception):
 
 @dataclass(frozen=True)
 class Device:
-    """A PCI function: passed to `vm`, or kept on the host (vm is None)."""
+    """A PCI function: passed to `vm`, or kept on the host (vm is None).
+
+    Found by address or slot; a serial is only verified (an NVMe serial is readable
+    only while the nvme driver holds the drive, not once it is on vfio-pci).
+    """
     name: str
     id: str
     vm: str | None
@@ -199,8 +203,8 @@ class _Validator:
         disks = [self.disk(d, f"disks[{i}]") for i, d in enumerate(self.seq(top.get("disks"), "disks"))]
         self.unique(devices, disks)
         severity = self.severities(_or_empty(top.get("severity")))
-        names = {d.name for d in [*devices, *disks]}
-        waivers = [self.waiver(w, f"waivers[{i}]", names) for i, w in enumerate(self.seq(top.get("waivers"), "waivers"))]
+        waivers = [self.waiver(w, f"waivers[{i}]", devices, disks)
+                   for i, w in enumerate(self.seq(top.get("waivers"), "waivers"))]
         return Profile(
             name=name, path=self.file, description=str(top.get("description") or ""), cpu_vendor=vendor,
             firmware_hint=str(plat.get("firmware_hint") or ""),
@@ -227,8 +231,11 @@ class _Validator:
                 address = normalize_address(self.string(d["address"], f"{where}.address"))
             except AddressError as exc:
                 self.fail(f"{where}.address", str(exc))
-        if not (address or "serial" in d or "slot" in d):
-            self.fail(where, "give at least one of address, serial or slot to find the device")
+        if not (address or "slot" in d):
+            self.fail(where, "give address or slot to find the device"
+                             + (": a serial only verifies it (the NVMe serial is readable only while the nvme "
+                                "driver holds the drive, so a drive on vfio-pci cannot be found by it)"
+                                if "serial" in d else ""))
         if ("vm" in d) == bool(d.get("host")):
             self.fail(where, "give either vm: <libvirt domain> (pass it through) or host: true (keep it on the host)")
         if "host" in d and d["host"] is not True:
@@ -274,15 +281,29 @@ class _Validator:
                 self.fail(f"severity.{req}", f"{sev!r} is not one of: {', '.join(SEVERITIES)}")
         return dict(value)
 
-    def waiver(self, w, where: str, names: set[str]) -> Waiver:
+    def waived_subject(self, name: str, scope: str, req: str, where: str,
+                       devices: list[Device], disks: list[Disk]) -> None:
+        """A device waiver must name what the requirement is checked on, or it could never match."""
+        device_names, disk_names = {d.name for d in devices}, {d.name for d in disks}
+        if name not in device_names | disk_names:
+            self.fail(where, f"{name!r} is not a device or disk named in this profile")
+        if scope == HOST:
+            self.fail(where, f"{req} is checked once per host, not per device or disk, so a waiver naming "
+                             f"{name!r} would never apply: remove device: (host: limits a waiver to one host)")
+        if scope == DEVICE and name not in device_names:
+            self.fail(where, f"{name!r} is a disk, but {req} is checked per PCI device: name one from devices:")
+        if scope == DISK and name not in disk_names:
+            self.fail(where, f"{name!r} is a PCI device, but {req} is checked per disk: name one from disks:")
+
+    def waiver(self, w, where: str, devices: list[Device], disks: list[Disk]) -> Waiver:
         w = self.mapping(w, where, {"requirement", "device", "host", "reason", "expires", "approved_by"},
                          {"requirement", "reason", "expires", "approved_by"})
         req = self.string(w["requirement"], f"{where}.requirement")
         if req not in CATALOG:
             self.fail(f"{where}.requirement", f"{req!r} is not a requirement (see README: Requirements)")
         device = self.string(w["device"], f"{where}.device") if "device" in w else None
-        if device is not None and device not in names:
-            self.fail(f"{where}.device", f"{device!r} is not a device or disk named in this profile")
+        if device is not None:
+            self.waived_subject(device, CATALOG[req].scope, req, f"{where}.device", devices, disks)
         raw = str(w["expires"])
         try:
             if not _DATE.match(raw):

@@ -7,6 +7,7 @@ Path options are written with '=' (--sysroot=/tmp/x): pytest picks its root
 directory before it knows plugin options, so "--sysroot /tmp/x" would move it.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from iommu_audit import gather, plugin
 from tests.conftest import PROJECT
 from tests.sysroot import HostCopy
 
@@ -53,11 +55,17 @@ def assert_clean(proc: subprocess.CompletedProcess) -> None:
     assert "INTERNALERROR" not in proc.output, proc.output
 
 
-def assert_usage_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Exit 4 with exactly one 'ERROR: ...' line holding every fragment; returns that line."""
+def assert_usage_error(proc: subprocess.CompletedProcess, *fragments: str, after_collection: bool = False) -> str:
+    """Exit 4 with exactly one 'ERROR: ...' line holding every fragment; returns that line.
+
+    Found while collecting (after_collection), pytest has already printed its session header.
+    """
     assert proc.returncode == 4, proc.output
     assert_clean(proc)
-    assert proc.stdout == "", proc.stdout
+    if after_collection:
+        assert not re.search(r"\d+ (passed|failed)", proc.stdout), proc.stdout  # nothing ran
+    else:
+        assert proc.stdout == "", proc.stdout
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("ERROR: "), proc.stderr
     for fragment in fragments:
@@ -72,13 +80,15 @@ def profile_with(tmp_path: Path, old: str, new: str, name: str = "site.yaml") ->
     return path
 
 
-def waiver_profile(tmp_path: Path, expires: str) -> Path:
-    return profile_with(tmp_path, "waivers: []", f"""waivers:
+def waiver_profile(tmp_path: Path, *expires: str) -> Path:
+    """ceph-nvme-1 waived from bound-to-vfio by one waiver per date, listed in the order given."""
+    waivers = "".join(f"""
   - requirement: bound-to-vfio
     device: ceph-nvme-1
-    reason: RMA case 5501, replacement card on order
-    expires: {expires}
-    approved_by: j.doe""")
+    reason: RMA case 5501, replacement card on order{f' (renewal {i})' if i else ''}
+    expires: {date}
+    approved_by: j.doe""" for i, date in enumerate(expires))
+    return profile_with(tmp_path, "waivers: []", "waivers:" + waivers)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +148,37 @@ def test_sysroot_and_facts_together(tmp_path):
     assert_usage_error(proc, "--sysroot and --facts cannot be combined")
 
 
+@pytest.mark.parametrize("paths", [["tests/unit/test_profile.py"], ["tests/unit/test_profile.py", "profiles"]])
+def test_profile_with_test_paths_that_hold_no_check(paths):
+    # Without the error this ran the project's own tests, no audit check, and exited 0.
+    proc = run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", *paths)
+    assert_usage_error(proc, "--profile given, but no audit check was selected",
+                       f"the test paths given ({' '.join(paths)}) hold none of the checks in {PROJECT / 'checks'}",
+                       "run without test paths, or with paths under checks/", after_collection=True)
+
+
+def test_deselecting_some_checks_is_not_an_error():
+    proc = run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", "-k", "bound_to_vfio or disk_present")
+    assert proc.returncode == 0, proc.output
+    assert counts(proc.output) == {"passed": 5, "deselected": ALL_CHECKS - 5}
+    assert_clean(proc)
+
+
+def test_deselecting_every_check_is_not_a_usage_error():
+    # -k chose the checks, and chose none: pytest's own "no tests ran" (exit 5), not our usage error.
+    proc = run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", "-k", "no_such_check")
+    assert proc.returncode == 5, proc.output
+    assert counts(proc.output) == {"deselected": ALL_CHECKS}
+    assert "no audit check was selected" not in proc.output
+    assert_clean(proc)
+
+
+def test_paths_under_checks_are_selected():
+    proc = run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", "checks/test_host.py")
+    assert proc.returncode == 0, proc.output
+    assert counts(proc.output) == {"passed": 1}
+
+
 def test_sysroot_outside_project_needs_equals_sign(unbound):
     # With a space pytest takes the path for a test path and derives its root directory from it
     # (the path itself, or a common parent with the working directory, depending on where both are).
@@ -181,6 +222,17 @@ def test_waiver_until_future_date(tmp_path, unbound):
     assert counts(proc.output) == {"passed": ALL_CHECKS - 1, "waived": 1}
     assert (f"{UNBOUND_ID}: WAIVED until 2099-01-31 by j.doe: RMA case 5501, replacement card on order "
             f"| found: {NVME1} is bound to nvme") in proc.output
+    assert_clean(proc)
+
+
+@pytest.mark.parametrize("order", [("2020-01-31", "2099-01-31"), ("2099-01-31", "2020-01-31")])
+def test_renewed_waiver_wins_over_an_expired_one(tmp_path, unbound, order):
+    # A renewal appended below the expired waiver is how people extend one: the later expiry counts.
+    proc = run(f"--profile={waiver_profile(tmp_path, *order)}", f"--sysroot={unbound.root}")
+    assert proc.returncode == 0, proc.output
+    assert counts(proc.output) == {"passed": ALL_CHECKS - 1, "waived": 1}
+    assert f"{UNBOUND_ID}: WAIVED until 2099-01-31 by j.doe" in proc.output
+    assert "expired" not in proc.output
     assert_clean(proc)
 
 
@@ -233,7 +285,7 @@ def test_no_hosts_at_all_is_not_a_pass(tmp_path, option):
         proc = run("--profile=dl360-gen9", f"--facts={facts}")
     else:
         proc = run("--profile=dl360-gen9", "--sysroot=,")
-    assert proc.returncode != 0, proc.output
+    assert_usage_error(proc, "no host to audit")
 
 
 def test_facts_cut_short_are_not_audited(tmp_path):
@@ -242,9 +294,14 @@ def test_facts_cut_short_are_not_audited(tmp_path):
     cut = output[: output.index("::iommu-audit:: libvirt")]
     facts.write_text(json.dumps({"format": "iommu-audit-facts/1",
                                  "hosts": [{"name": "dl360-gen9-01", "probe_output": cut}]}))
-    proc = run("--profile=dl360-gen9", f"--facts={facts}")
-    if proc.returncode != 4:
-        assert failed_ids(proc.output) == ["checks/test_host.py::test_facts_gathered[dl360-gen9-01]"]
+    proc = run("--profile=dl360-gen9", f"--facts={facts}", "-rfs")
+    # The file itself is fine, one host in it is not: that host fails facts-gathered, its other checks skip.
+    assert proc.returncode == 1, proc.output
+    assert counts(proc.output) == {"failed": 1, "skipped": ALL_CHECKS - 1}
+    assert failed_ids(proc.output) == ["checks/test_host.py::test_facts_gathered[dl360-gen9-01]"]
+    assert f"facts:{facts}#dl360-gen9-01: the saved facts are cut short" in proc.output
+    assert "no facts from dl360-gen9-01: see test_facts_gathered[dl360-gen9-01]" in proc.output
+    assert_clean(proc)
 
 
 # --- live hosts ----------------------------------------------------------------------------------
@@ -287,12 +344,35 @@ def test_ssh_extra_args_reach_ssh(unreachable):
 
 
 def test_local_host_without_iommu_fails_but_does_not_error():
-    proc = run("--profile=dl360-gen9")
+    if any(Path("/sys/class/iommu").glob("*")):
+        pytest.skip("this machine has an IOMMU (/sys/class/iommu is not empty): what passes here depends on its setup")
+    proc = run("--profile=dl360-gen9", "-rA")
     n = counts(proc.output)
     assert n.get("error", 0) == 0, proc.output
-    assert sum(n.values()) == ALL_CHECKS
-    assert "test_facts_gathered[local]" not in " ".join(failed_ids(proc.output))
-    if not any(Path("/sys/kernel/iommu_groups").glob("*")):  # this machine: no IOMMU, no passthrough
-        assert proc.returncode == 1, proc.output
-        assert "checks/test_kernel.py::test_iommu_active[local]" in failed_ids(proc.output)
+    assert sum(n.values()) == ALL_CHECKS, proc.output
+    assert "PASSED checks/test_host.py::test_facts_gathered[local]" in proc.output
+    assert proc.returncode == 1, proc.output
+    assert "checks/test_kernel.py::test_iommu_active[local]" in failed_ids(proc.output)
     assert_clean(proc)
+
+
+# --- facts-gathered notes ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, uid, noted", [
+    ("live", "1000", True),
+    ("live", "0", False),
+    ("sysroot", "", False),   # a sysroot is read by whoever runs the audit: no root to ask for
+    ("saved", "1000", False),  # the host is not there to re-run with --sudo
+])
+def test_facts_gathered_notes_a_probe_without_root(host, dl360, kind, uid, noted):
+    target = gather.Target("node1", {"live": "ssh://node1", "sysroot": f"sysroot:{host.root}",
+                                     "saved": "facts:f.json#node1"}[kind],
+                           sysroot=str(host.root) if kind == "sysroot" else "",
+                           saved_output="(saved)" if kind == "saved" else "")
+    state = plugin.AuditState(dl360, [target])
+    state.gathered["node1"] = gather.Gathered("node1", target.source, "", "(already gathered)")
+    state.facts["node1"] = dataclasses.replace(host.facts(), uid=uid)
+    v = plugin.gathered_verdict(state, target)
+    note = "not root: kernel log and libvirt definitions may be unreadable; use --sudo"
+    assert v.ok and not v.skip  # reachability is what the check is about: still a pass
+    assert (note in v.evidence) is noted, v
