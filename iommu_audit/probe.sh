@@ -16,30 +16,30 @@ R=${R%/}
 M=${2:-::iommu-audit::}
 LC_ALL=C
 export LC_ALL
-TAB=$(printf '\t')
+TAB=$(printf "\t")
 
-sec() { printf '\n%s %s\n' "$M" "$*"; }
+sec() { printf "\n%s %s\n" "$M" "$*"; }
 # val FILE: print the first line of FILE, or nothing if it is unreadable.
-val() { v=; { read -r v < "$1"; } 2>/dev/null; printf '%s' "$v"; }
+val() { v=; { read -r v < "$1"; } 2>/dev/null; printf "%s" "$v"; }
 # link PATH: print the last component of a symlink's target, or nothing.
-link() { [ -L "$1" ] && { l=$(readlink "$1"); printf '%s' "${l##*/}"; }; }
+link() { [ -L "$1" ] && { l=$(readlink "$1"); printf "%s" "${l##*/}"; }; }
 # files GLOB...: cat files, each after a "# file PATH" row (PATH without ROOT).
 files() {
 	for f in "$@"; do
 		[ -f "$f" ] || continue
-		printf '# file %s\n' "${f#"$R"}"
+		printf "# file %s\n" "${f#"$R"}"
 		cat "$f" 2>/dev/null
-		printf '\n'
+		printf "\n"
 	done
 }
 
 sec probe 1 root="${R:-/}"
-printf 'hostname\t%s\n' "$(val "$R/proc/sys/kernel/hostname")"
-printf 'kernel\t%s\n' "$(val "$R/proc/sys/kernel/osrelease")"
-printf 'cpu_vendor\t%s\n' "$(grep -m1 '^vendor_id' "$R/proc/cpuinfo" 2>/dev/null | sed 's/.*: *//')"
+printf "hostname\t%s\n" "$(val "$R/proc/sys/kernel/hostname")"
+printf "kernel\t%s\n" "$(val "$R/proc/sys/kernel/osrelease")"
+printf "cpu_vendor\t%s\n" "$(grep -m1 '^vendor_id' "$R/proc/cpuinfo" 2>/dev/null | sed 's/.*: *//')"
 if [ -z "$R" ]; then
-	printf 'uid\t%s\n' "$(id -u)"
-	printf 'ssh_connection\t%s\n' "$SSH_CONNECTION"
+	printf "uid\t%s\n" "$(id -u)"
+	printf "ssh_connection\t%s\n" "$SSH_CONNECTION"
 fi
 
 sec cmdline
@@ -57,7 +57,7 @@ for g in "$R"/sys/kernel/iommu_groups/*; do
 	t=$(val "$g/type")
 	for m in "$g"/devices/*; do
 		[ -e "$m" ] || [ -L "$m" ] || continue
-		printf '%s\t%s\t%s\n' "${g##*/}" "${m##*/}" "$t"
+		printf "%s\t%s\t%s\n" "${g##*/}" "${m##*/}" "$t"
 	done
 done
 
@@ -66,7 +66,7 @@ sec pci
 for d in "$R"/sys/bus/pci/devices/*; do
 	[ -e "$d" ] || continue
 	p=$(readlink "$d")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${d##*/}" \
+	printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "${d##*/}" \
 		"$(val "$d/vendor")" "$(val "$d/device")" "$(val "$d/class")" \
 		"$(val "$d/subsystem_vendor")" "$(val "$d/subsystem_device")" \
 		"$(link "$d/driver")" "$(val "$d/driver_override")" \
@@ -78,13 +78,13 @@ sec nvme
 for c in "$R"/sys/bus/pci/devices/*/nvme/nvme*; do
 	[ -d "$c" ] || continue
 	d=${c%/nvme/*}
-	printf '%s\t%s\t%s\t%s\n' "${d##*/}" "${c##*/}" "$(val "$c/serial")" "$(val "$c/model")"
+	printf "%s\t%s\t%s\t%s\n" "${d##*/}" "${c##*/}" "$(val "$c/serial")" "$(val "$c/model")"
 done
 
 sec slots
 for s in "$R"/sys/bus/pci/slots/*; do
 	[ -d "$s" ] || continue
-	printf '%s\t%s\n' "${s##*/}" "$(val "$s/address")"
+	printf "%s\t%s\n" "${s##*/}" "$(val "$s/address")"
 done
 
 # fstype: udev's ID_FS_TYPE (zfs_member, LVM2_member, ceph_bluestore...): a use
@@ -96,10 +96,10 @@ sec block
 for b in "$R"/sys/block/*; do
 	[ -e "$b" ] || continue
 	n=${b##*/}
-	printf 'disk\t%s\t%s\t%s\t%s\n' "$n" "$(readlink "$b")" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$b")"
+	printf "disk\t%s\t%s\t%s\t%s\n" "$n" "$(readlink "$b")" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$b")"
 	for p in "$b/$n"*; do
 		[ -f "$p/partition" ] || continue
-		printf 'part\t%s\t%s\t%s\t%s\n' "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$p")"
+		printf "part\t%s\t%s\t%s\t%s\n" "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$p")"
 	done
 done
 
@@ -107,7 +107,7 @@ done
 sec disk_links
 for l in "$R"/dev/disk/by-*/* "$R"/dev/mapper/*; do
 	[ -L "$l" ] || continue
-	printf '%s\t%s\n' "${l#"$R"}" "$(readlink "$l")"
+	printf "%s\t%s\n" "${l#"$R"}" "$(readlink "$l")"
 done
 
 sec fstab
@@ -124,31 +124,31 @@ cat "$R/proc/mdstat" 2>/dev/null
 sec net
 for n in "$R"/sys/class/net/*; do
 	[ -e "$n" ] || continue
-	up=$(for u in "$n"/master "$n"/upper_*; do [ -L "$u" ] && link "$u" && printf ' '; done)
-	printf 'dev\t%s\t%s\t%s\n' "${n##*/}" "$(link "$n/device")" "$up"
+	up=$(for u in "$n"/master "$n"/upper_*; do [ -L "$u" ] && link "$u" && printf " "; done)
+	printf "dev\t%s\t%s\t%s\n" "${n##*/}" "$(link "$n/device")" "$up"
 done
 # Interface of the default route (/proc/net/route: Iface Destination ...).
 [ -r "$R/proc/net/route" ] && while read -r ifc dst _; do
-	[ "$dst" = 00000000 ] && printf 'default\t%s\n' "$ifc"
+	[ "$dst" = 00000000 ] && printf "default\t%s\n" "$ifc"
 done < "$R/proc/net/route"
 if [ -z "$R" ] && command -v ip >/dev/null 2>&1; then
 	ip -o addr show 2>/dev/null | while read -r _ ifc fam addr _; do
-		printf 'addr\t%s\t%s\n' "$ifc" "${addr%/*}"
+		printf "addr\t%s\t%s\n" "$ifc" "${addr%/*}"
 	done
 fi
 # Local ends of established TCP connections (hex addr:port), to find SSH sessions even
 # when sudo has dropped SSH_CONNECTION.
 for t in "$R/proc/net/tcp" "$R/proc/net/tcp6"; do
 	[ -r "$t" ] && while read -r _ local _ st _; do
-		[ "$st" = 01 ] && printf 'tcp\t%s\n' "$local"
+		[ "$st" = 01 ] && printf "tcp\t%s\n" "$local"
 	done < "$t"
 done
 
 sec modules
 kver=$(val "$R/proc/sys/kernel/osrelease")
-[ -r "$R/proc/modules" ] && while read -r name _; do printf 'loaded\t%s\n' "$name"; done < "$R/proc/modules"
+[ -r "$R/proc/modules" ] && while read -r name _; do printf "loaded\t%s\n" "$name"; done < "$R/proc/modules"
 for m in "$R"/sys/module/vfio* "$R"/sys/module/pci_stub; do
-	[ -d "$m" ] && printf 'sysfs\t%s\n' "${m##*/}"
+	[ -d "$m" ] && printf "sysfs\t%s\n" "${m##*/}"
 done
 grep -E 'vfio|pci-stub' "$R/lib/modules/$kver/modules.builtin" 2>/dev/null | sed "s/^/builtin$TAB/"
 grep -o -E '^[^:]*(vfio|pci-stub)[^:]*' "$R/lib/modules/$kver/modules.dep" 2>/dev/null | sed "s/^/file$TAB/"
@@ -158,7 +158,7 @@ files "$R"/etc/modprobe.d/*.conf "$R"/run/modprobe.d/*.conf "$R"/lib/modprobe.d/
 
 sec driverctl
 for f in "$R"/etc/driverctl.d/*; do
-	[ -f "$f" ] && printf '%s\t%s\n' "${f##*/}" "$(val "$f")"
+	[ -f "$f" ] && printf "%s\t%s\n" "${f##*/}" "$(val "$f")"
 done
 
 sec boot_config
@@ -167,10 +167,10 @@ files "$R"/etc/default/grub "$R"/etc/default/grub.d/*.cfg "$R"/etc/kernel/cmdlin
 # What the boot loader will really pass: the first linux line of grub.cfg, BLS entries.
 sec boot_generated
 for f in "$R"/boot/grub/grub.cfg "$R"/boot/grub2/grub.cfg; do
-	[ -r "$f" ] && printf '%s\t%s\n' "${f#"$R"}" "$(grep -m1 -E '^[[:space:]]*linux(efi)?[[:space:]]' "$f" | tr '\t' ' ')"
+	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep -m1 -E '^[[:space:]]*linux(efi)?[[:space:]]' "$f" | tr '\t' ' ')"
 done
 for f in "$R"/boot/loader/entries/*.conf; do
-	[ -r "$f" ] && printf '%s\t%s\n' "${f#"$R"}" "$(grep -m1 '^options' "$f" | tr '\t' ' ')"
+	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep -m1 '^options' "$f" | tr '\t' ' ')"
 done
 
 sec interrupts
@@ -186,7 +186,7 @@ if [ -n "$R" ]; then
 else
 	out=$(dmesg 2>/dev/null)
 	# The ring buffer of a long-running host has lost its boot lines: the journal keeps them.
-	case $(printf '%s\n' "$out" | head -n 1) in
+	case $(printf "%s\n" "$out" | head -n 1) in
 	"[    0.000000]"*) ;;
 	*) j=$(journalctl -k -b -q --no-pager -o short-monotonic 2>/dev/null) && [ -n "$j" ] && out=$j src=journal ;;
 	esac
@@ -196,7 +196,7 @@ else
 		out=
 		sec dmesg source=none
 	fi
-	[ -n "$out" ] && { printf '%s\n' "$out" | head -n 1; printf '%s\n' "$out" | grep -i -E "$DMESG_PATTERN"; }
+	[ -n "$out" ] && { printf "%s\n" "$out" | head -n 1; printf "%s\n" "$out" | grep -i -E "$DMESG_PATTERN"; }
 fi
 
 # libvirt: persistent definitions (dumpxml --inactive) and what is running.
@@ -205,10 +205,10 @@ if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
 	if names=$(virsh -q -c "$uri" list --all --name 2>&1); then
 		running=$(virsh -q -c "$uri" list --name 2>/dev/null)
 		sec libvirt source=virsh
-		printf '%s\n' "$names" | while IFS= read -r dom; do
+		printf "%s\n" "$names" | while IFS= read -r dom; do
 			[ -n "$dom" ] || continue
 			state=defined
-			printf '%s\n' "$running" | grep -qxF -- "$dom" && state=running
+			printf "%s\n" "$running" | grep -qxF -- "$dom" && state=running
 			sec domain "$state" "$dom"
 			virsh -q -c "$uri" dumpxml --inactive --domain "$dom" 2>&1
 			# A running VM may hold devices hot-plugged since it started.
@@ -219,11 +219,11 @@ if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
 		done
 	else
 		sec libvirt source=error
-		printf '%s\n' "$names"
+		printf "%s\n" "$names"
 	fi
 elif [ -d "$R/etc/libvirt/qemu" ] && ! { [ -r "$R/etc/libvirt/qemu" ] && [ -x "$R/etc/libvirt/qemu" ]; }; then
 	sec libvirt source=error
-	printf 'cannot read /etc/libvirt/qemu and virsh is not installed: run as root or with --sudo\n'
+	printf "cannot read /etc/libvirt/qemu and virsh is not installed: run as root or with --sudo\n"
 elif [ -d "$R/etc/libvirt/qemu" ]; then
 	sec libvirt source=files
 	for f in "$R"/etc/libvirt/qemu/*.xml; do

@@ -97,3 +97,17 @@ def test_unparseable_output_is_a_gather_error(host, monkeypatch):
     monkeypatch.setattr(gather, "from_probe", lambda *a: [][0])
     with pytest.raises(gather.GatherError, match="could not be parsed .*IndexError"):
         gather.parse(g)
+
+
+@pytest.mark.parametrize("sudo", [False, True])
+def test_the_probe_command_fits_dropbear(sudo):
+    # dropbear (common on busybox hosts) closes the session on commands over 9000 bytes ("String too long");
+    # --sudo quotes the command once more.
+    local = gather.testinfra.get_host("local://", sudo=sudo)
+    command = local.backend.get_command("sh -c %s iommu-audit-probe %s %s", gather.PROBE, "/" * 64, "::iommu-audit-" + "0" * 16 + "::")
+    assert len(command.encode()) < gather.DROPBEAR_MAX_COMMAND
+
+
+def test_the_sent_probe_behaves_like_the_source(host):
+    full = subprocess.run(["sh", "-c", gather.PROBE_SOURCE, "probe", str(host.root)], capture_output=True, text=True).stdout
+    assert full == run_probe(["sh"], host.root)
