@@ -17,10 +17,6 @@ def locate(facts: HostFacts, device: Device) -> str | None:
     """The PCI address of a profile device on this host, or None."""
     if device.address:
         return device.address if device.address in facts.pci else None
-    if device.serial:
-        for addr, ctrl in facts.nvme.items():
-            if ctrl.serial == device.serial:
-                return addr
     if device.slot:
         for addr, dev in sorted(facts.pci.items()):
             if dev.id == device.id and in_slot(facts, addr, device.slot):
@@ -47,8 +43,7 @@ def passthrough_addresses(facts: HostFacts, profile: Profile) -> dict[str, Devic
 
 
 def _where(device: Device) -> str:
-    parts = [f"address {device.address}" if device.address else "",
-             f"serial {device.serial}" if device.serial else "", f"slot {device.slot}" if device.slot else ""]
+    parts = [f"address {device.address}" if device.address else "", f"slot {device.slot}" if device.slot else ""]
     return ", ".join(p for p in parts if p)
 
 
