@@ -66,18 +66,40 @@ class HostFacts:
         return [(dom, hd) for dom in self.domains for hd in dom.hostdevs if hd.address == want]
 
     def boot_sources(self) -> list[tuple[str, str]]:
-        """(where, command line) for every boot configuration found: the config files an admin
-        edits (/etc/default/grub with grub.d, /etc/kernel/cmdline) and what the boot loader
-        was last generated with (grub.cfg, BLS entries)."""
+        """(where, command line) for each boot configuration the next boot depends on: the files
+        an admin edits (/etc/default/grub with grub.d, or /etc/kernel/cmdline) and what the boot
+        loader was generated with (grub.cfg's default entry, the default BLS entry)."""
+        files = dict(self.boot_files)
+        env = {}
+        for path in ("/boot/grub2/grubenv", "/boot/grub/grubenv"):
+            env.update(line.split("=", 1) for line in files.get(path, "").splitlines() if "=" in line)
+        if "/etc/kernel/cmdline" in files:
+            # systemd-boot, kernel-install, proxmox-boot-tool: this file is what boots; grub is not used.
+            return [("/etc/kernel/cmdline", files["/etc/kernel/cmdline"].strip())] + self._bls(env)
         grub = [(p, t) for p, t in self.boot_files if p.startswith("/etc/default/grub")]
         out = [(", ".join(p for p, _ in grub), cmdline.grub_cmdline(grub))] if grub else []
-        out += [(p, t.strip()) for p, t in self.boot_files if p == "/etc/kernel/cmdline"]
-        for path, line in self.boot_generated:
-            # "linux /vmlinuz-6.1 root=... ro quiet" / "options root=... ro quiet": drop the keyword and image.
-            words = line.split()
-            words = words[2:] if words and words[0].startswith("linux") else words[1:]
-            out.append((path, " ".join(words)))
+        return out + self._grub_cfg() + self._bls(env)
+
+    def _grub_cfg(self) -> list[tuple[str, str]]:
+        # "linux /vmlinuz-6.1 root=... ro quiet $vt_handoff": drop the keyword, the image and grub variables.
+        return [(p, " ".join(w for w in line.split()[2:] if not w.startswith("$")))
+                for p, line in self.boot_generated if "/loader/entries/" not in p]
+
+    def _bls(self, env: dict[str, str]) -> list[tuple[str, str]]:
+        """The default BLS entry (grubenv saved_entry), else every non-rescue entry; $kernelopts expanded."""
+        entries = [(p, line) for p, line in self.boot_generated if "/loader/entries/" in p]
+        saved = env.get("saved_entry", "")
+        chosen = [e for e in entries if e[0].rsplit("/", 1)[-1].removesuffix(".conf") == saved] or \
+            [e for e in entries if "rescue" not in e[0]]
+        out = []
+        for path, line in chosen:
+            words = [w for w in line.split() if w != "options"]
+            words = [env.get(w.strip("${}"), "") if w.startswith("$") else w for w in words]
+            out.append((path, " ".join(w for w in words if w)))
         return out
+
+    def generated_boot(self) -> bool:
+        return any(where.startswith("/boot/") for where, _ in self.boot_sources())
 
 
 BY_ID = "/dev/disk/by-id/"

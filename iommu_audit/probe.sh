@@ -23,11 +23,12 @@ sec() { printf "\n%s %s\n" "$M" "$*"; }
 val() { v=; { read -r v < "$1"; } 2>/dev/null; printf "%s" "$v"; }
 # link PATH: print the last component of a symlink's target, or nothing.
 link() { [ -L "$1" ] && { l=$(readlink "$1"); printf "%s" "${l##*/}"; }; }
-# files GLOB...: cat files, each after a "# file PATH" row (PATH without ROOT).
+# files GLOB...: cat files, each after a "MARKER:file PATH" row (PATH without ROOT);
+# the marker keeps a "# file ..." comment inside a file from passing for a header.
 files() {
 	for f in "$@"; do
 		[ -f "$f" ] || continue
-		printf "# file %s\n" "${f#"$R"}"
+		printf "%s:file %s\n" "$M" "${f#"$R"}"
 		cat "$f" 2>/dev/null
 		printf "\n"
 	done
@@ -89,17 +90,17 @@ done
 
 # fstype: udev's ID_FS_TYPE (zfs_member, LVM2_member, ceph_bluestore...): a use
 # that leaves no mount and no holder behind.
-fstype() { mm=$(val "$1/dev"); [ -n "$mm" ] && grep -m1 '^E:ID_FS_TYPE=' "$R/run/udev/data/b$mm" 2>/dev/null | sed 's/^E:ID_FS_TYPE=//'; }
+fstype() { mm=$(val "$1/dev"); [ -n "$mm" ] && grep -m1 "^E:ID_FS_$2=" "$R/run/udev/data/b$mm" 2>/dev/null | sed "s/^E:ID_FS_$2=//"; }
 
-# disk NAME PATH HOLDERS FSTYPE / part NAME DISK HOLDERS FSTYPE
+# disk NAME PATH HOLDERS FSTYPE LABEL / part NAME DISK HOLDERS FSTYPE LABEL (a ZFS label is its pool)
 sec block
 for b in "$R"/sys/block/*; do
 	[ -e "$b" ] || continue
 	n=${b##*/}
-	printf "disk\t%s\t%s\t%s\t%s\n" "$n" "$(readlink "$b")" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$b")"
+	printf "disk\t%s\t%s\t%s\t%s\t%s\n" "$n" "$(readlink "$b")" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$b" TYPE)" "$(fstype "$b" LABEL)"
 	for p in "$b/$n"*; do
 		[ -f "$p/partition" ] || continue
-		printf "part\t%s\t%s\t%s\t%s\n" "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$p")"
+		printf "part\t%s\t%s\t%s\t%s\t%s\n" "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$p" TYPE)" "$(fstype "$p" LABEL)"
 	done
 done
 
@@ -138,9 +139,11 @@ if [ -z "$R" ] && command -v ip >/dev/null 2>&1; then
 fi
 # Local ends of established TCP connections (hex addr:port), to find SSH sessions even
 # when sudo has dropped SSH_CONNECTION.
+sshport=$(printf "%04X" "${SSH_CONNECTION##* }" 2>/dev/null)
 for t in "$R/proc/net/tcp" "$R/proc/net/tcp6"; do
 	[ -r "$t" ] && while read -r _ local _ st _; do
-		[ "$st" = 01 ] && printf "tcp\t%s\n" "$local"
+		[ "$st" = 01 ] || continue
+		case $local in *:0016 | *:"${sshport:-0016}") printf "tcp\t%s\n" "$local" ;; esac
 	done < "$t"
 done
 
@@ -162,15 +165,16 @@ for f in "$R"/etc/driverctl.d/*; do
 done
 
 sec boot_config
-files "$R"/etc/default/grub "$R"/etc/default/grub.d/*.cfg "$R"/etc/kernel/cmdline
+files "$R"/etc/default/grub "$R"/etc/default/grub.d/*.cfg "$R"/etc/kernel/cmdline "$R"/etc/kernel/proxmox-boot-uuids \
+	"$R"/boot/grub2/grubenv "$R"/boot/grub/grubenv
 
 # What the boot loader will really pass: the first linux line of grub.cfg, BLS entries.
 sec boot_generated
 for f in "$R"/boot/grub/grub.cfg "$R"/boot/grub2/grub.cfg; do
-	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep -m1 -E '^[[:space:]]*linux(efi)?[[:space:]]' "$f" | tr '\t' ' ')"
+	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep -m1 -E '^[[:space:]]*linux(16|efi)?[[:space:]]' "$f" | tr '\t' ' ')"
 done
 for f in "$R"/boot/loader/entries/*.conf; do
-	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep -m1 '^options' "$f" | tr '\t' ' ')"
+	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep '^options' "$f" | tr '\t\n' '  ')"
 done
 
 sec interrupts
@@ -188,7 +192,8 @@ else
 	# The ring buffer of a long-running host has lost its boot lines: the journal keeps them.
 	case $(printf "%s\n" "$out" | head -n 1) in
 	"[    0.000000]"*) ;;
-	*) j=$(journalctl -k -b -q --no-pager -o short-monotonic 2>/dev/null) && [ -n "$j" ] && out=$j src=journal ;;
+	*) j=$(journalctl -k -b -q --no-pager -o short-monotonic 2>/dev/null | sed 's/^\(\[[^]]*\]\) [^ ]* kernel: /\1 /') &&
+		[ -n "$j" ] && out=$j src=journal ;;
 	esac
 	if [ -n "$out" ]; then
 		sec dmesg source="${src:-dmesg}"

@@ -14,6 +14,7 @@ class Section:
     name: str
     args: tuple[str, ...]
     body: str
+    marker: str = MARKER
 
     def rows(self) -> list[list[str]]:
         """Tab-separated rows, blank lines dropped."""
@@ -22,9 +23,10 @@ class Section:
     def files(self) -> list[tuple[str, str]]:
         """(path, text) pairs of a section made by the probe's files() helper."""
         out: list[tuple[str, list[str]]] = []
+        header = f"{self.marker}:file "
         for line in self.body.splitlines():
-            if line.startswith("# file "):
-                out.append((line[len("# file "):], []))
+            if line.startswith(header):
+                out.append((line[len(header):], []))
             elif out:
                 out[-1][1].append(line)
         return [(path, "\n".join(lines)) for path, lines in out]
@@ -44,17 +46,17 @@ def split(text: str, marker: str = MARKER) -> list[Section]:
     for line in text.splitlines():
         if line.startswith(opener):
             if header is not None:
-                sections.append(_section(header, body))
+                sections.append(_section(header, body, marker))
             header, body = line[len(opener):], []
         elif header is not None:
             body.append(line)
     if header is not None:
-        sections.append(_section(header, body))
+        sections.append(_section(header, body, marker))
     return sections
 
 
-def _section(header: str, body: list[str]) -> Section:
+def _section(header: str, body: list[str], marker: str) -> Section:
     name, _, rest = header.partition(" ")
     # "domain STATE NAME": the domain name may hold spaces, so keep it whole.
     args = tuple(rest.split(" ", 1)) if name == "domain" else tuple(rest.split())
-    return Section(name, args, "\n".join(body).strip("\n"))
+    return Section(name, args, "\n".join(body).strip("\n"), marker)

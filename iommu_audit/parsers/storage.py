@@ -12,18 +12,19 @@ class BlockDevice:
     holders: tuple[str, ...]  # dm-*/md* stacked on top (LVM, dm-crypt, multipath, md)
     pci_address: str | None  # controller the disk hangs under
     fstype: str = ""  # udev's ID_FS_TYPE: ext4, zfs_member, LVM2_member, ...
+    label: str = ""  # udev's ID_FS_LABEL (for zfs_member: the pool name)
 
 
 def block_devices(rows: list[list[str]]) -> dict[str, BlockDevice]:
     out: dict[str, BlockDevice] = {}
     for r in rows:
-        kind, name, where, holders, fstype = (r + [""] * 5)[:5]
+        kind, name, where, holders, fstype, label = (r + [""] * 6)[:6]
         hs = tuple(holders.split())
         if kind == "disk":
-            out[name] = BlockDevice(name, name, hs, pci_address_of(where), fstype)
+            out[name] = BlockDevice(name, name, hs, pci_address_of(where), fstype, label)
         elif kind == "part":
             parent = out.get(where)
-            out[name] = BlockDevice(name, where, hs, parent.pci_address if parent else None, fstype)
+            out[name] = BlockDevice(name, where, hs, parent.pci_address if parent else None, fstype, label)
     return out
 
 
@@ -48,6 +49,7 @@ class BootMount:
     file: str  # /etc/fstab or /etc/crypttab
     spec: str  # as written: UUID=..., /dev/sdb1, ...
     target: str  # mount point, or the crypttab mapping name
+    at_boot: bool  # False for noauto entries
 
 
 def boot_mounts(files: list[tuple[str, str]]) -> list[BootMount]:
@@ -59,7 +61,8 @@ def boot_mounts(files: list[tuple[str, str]]) -> list[BootMount]:
             if len(f) < 2:
                 continue
             spec, target = (f[0], f[1]) if path.endswith("fstab") else (f[1], f[0])
-            out.append(BootMount(path, spec, target))
+            options = f[3].split(",") if len(f) > 3 else []
+            out.append(BootMount(path, spec, target, "noauto" not in options))
     return out
 
 

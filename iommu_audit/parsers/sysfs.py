@@ -129,7 +129,7 @@ def network(rows: list[list[str]]) -> Network:
 
 
 def _tcp_endpoint(text: str) -> tuple[str, int] | None:
-    """'0A00020F:0016' -> ('10.0.2.15', 22); /proc/net/tcp6 addresses are four little-endian words."""
+    """'0F02000A:0016' -> ('10.0.2.15', 22); /proc/net/tcp6 addresses are four little-endian words."""
     addr, _, port = text.partition(":")
     try:
         raw = bytes.fromhex(addr)

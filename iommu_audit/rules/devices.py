@@ -18,10 +18,14 @@ def locate(facts: HostFacts, device: Device) -> str | None:
     if device.address:
         return device.address if device.address in facts.pci else None
     if device.slot:
-        for addr, dev in sorted(facts.pci.items()):
-            if dev.id == device.id and in_slot(facts, addr, device.slot):
-                return addr
+        found = slot_candidates(facts, device)
+        if len(found) == 1:  # several (a 4-drive card): the address must say which one
+            return found[0]
     return None
+
+
+def slot_candidates(facts: HostFacts, device: Device) -> list[str]:
+    return [a for a, d in sorted(facts.pci.items()) if d.id == device.id and in_slot(facts, a, device.slot)]
 
 
 def in_slot(facts: HostFacts, addr: str, slot: str) -> bool:
@@ -54,6 +58,9 @@ def _missing(device: Device) -> Verdict:
 def device_present(facts: HostFacts, device: Device) -> Verdict:
     addr = locate(facts, device)
     same_model = [a for a, d in sorted(facts.pci.items()) if d.id == device.id]
+    if addr is None and device.slot and not device.address and len(slot_candidates(facts, device)) > 1:
+        return failed(f"slot {device.slot} holds several [{device.id}]: {', '.join(slot_candidates(facts, device))}",
+                      f"exactly one [{device.id}] in slot {device.slot}", "give the device's address in the profile")
     if addr is None:
         others = f"; [{device.id}] is at {', '.join(same_model)}" if same_model else f"; no [{device.id}] on this host"
         return failed(f"no device at {_where(device)}{others}", f"[{device.id}] at {_where(device)}",
@@ -130,9 +137,13 @@ def bound_to_vfio(facts: HostFacts, device: Device) -> Verdict:
                   f"driverctl set-override {addr} vfio-pci (binds now and at every boot)")
 
 
-def boot_id_claims(facts: HostFacts) -> list[tuple[str, str]]:
-    """(vendor:device, where) for every ID vfio-pci will claim at the next boot."""
-    claims = [(i, where) for where, line in facts.boot_sources() for i in cmdline.vfio_pci_ids(cmdline.params(line))]
+def boot_id_claims(facts: HostFacts, pending: bool = False) -> list[tuple[str, str]]:
+    """(vendor:device, where) for every ID vfio-pci will claim at the next boot; with pending, also
+    IDs only in a config file that was not regenerated yet (the next update-grub applies them)."""
+    # Once a boot loader config was generated, only what is in it takes effect.
+    sources = [(w, line) for w, line in facts.boot_sources()
+               if pending or w.startswith("/boot/") or not facts.generated_boot()]
+    claims = [(i, where) for where, line in sources for i in cmdline.vfio_pci_ids(cmdline.params(line))]
     if "vfio_pci" not in facts.modules.builtin:  # a built-in vfio_pci never reads modprobe.d
         claims += [(i, line.path) for i, line in modprobe_vfio_ids(facts.modprobe)]
     return claims

@@ -60,8 +60,9 @@ def cmdline_no_acs_override(facts: HostFacts, profile: Profile) -> Verdict:
     return passed("no pcie_acs_override on the kernel command line")
 
 
-REGENERATE_FIX = ("regenerate the boot loader configuration from it: update-grub (Debian/Ubuntu), "
-                  "grub2-mkconfig -o <grub.cfg> (RHEL), proxmox-boot-tool refresh (Proxmox); then reboot")
+REGENERATE_FIX = ("regenerate the boot loader configuration: update-grub (Debian/Ubuntu), "
+                  "grubby --update-kernel=ALL --args=... (RHEL and other BLS systems), "
+                  "proxmox-boot-tool refresh (Proxmox); then reboot")
 
 
 def cmdline_persistent(facts: HostFacts, profile: Profile) -> Verdict:
@@ -161,7 +162,7 @@ def no_known_blockers(facts: HostFacts, profile: Profile) -> Verdict:
 
 
 def vfio_ids_scope(facts: HostFacts, profile: Profile) -> Verdict:
-    claims = [(i, "/proc/cmdline") for i in cmdline.vfio_pci_ids(facts.params)] + boot_id_claims(facts)
+    claims = [(i, "/proc/cmdline") for i in cmdline.vfio_pci_ids(facts.params)] + boot_id_claims(facts, pending=True)
     if not claims:
         return passed("vfio-pci.ids is not used")
     wanted = set(passthrough_addresses(facts, profile))

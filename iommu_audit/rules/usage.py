@@ -17,7 +17,7 @@ def block_usage(facts: HostFacts, devices: list[BlockDevice]) -> tuple[list[str]
     names = {bd.name for bd in devices}
     # /proc/mounts may name a device by any link (/dev/mapper/x, /dev/disk/by-uuid/...): resolve each.
     mounted = {facts.kernel_name(m.source): m.target for m in facts.mounts if m.source.startswith("/dev/")}
-    zfs_imported = any(m.fstype == "zfs" for m in facts.mounts)
+    zfs_pools = {m.source.split("/", 1)[0] for m in facts.mounts if m.fstype == "zfs"}
     for bd in devices:
         node = f"/dev/{bd.name}"
         if bd.name in mounted:
@@ -28,14 +28,17 @@ def block_usage(facts: HostFacts, devices: list[BlockDevice]) -> tuple[list[str]
             uses.append(f"{node} is held by {', '.join(bd.holders)} (LVM PV, dm-crypt, multipath or md)")
         if bd.name in facts.md_members:
             uses.append(f"{node} is a member of {facts.md_members[bd.name]}")
-        if bd.fstype == "zfs_member" and zfs_imported:
-            uses.append(f"{node} is a ZFS pool member and this host has ZFS pools imported")
+        if bd.fstype == "zfs_member" and bd.label in zfs_pools:
+            uses.append(f"{node} is a member of ZFS pool {bd.label}, which this host has imported")
         elif bd.fstype in SIGNATURES:
             notes.append(f"{node} carries {SIGNATURES[bd.fstype]} signature: make sure the host never activates it")
     for bm in facts.boot_mounts:
         if facts.kernel_name(bm.spec) in names:
             what = "mounted" if bm.file.endswith("fstab") else "opened"
-            uses.append(f"{bm.file} lists {bm.spec} ({bm.target}): the host will have it {what} at boot")
+            if bm.at_boot:
+                uses.append(f"{bm.file} lists {bm.spec} ({bm.target}): the host will have it {what} at boot")
+            else:
+                notes.append(f"{bm.file} lists {bm.spec} ({bm.target}) as noauto: remove it before go-live")
     return uses, notes
 
 

@@ -15,11 +15,15 @@ def libvirt_unusable(facts: HostFacts, vm: str) -> Verdict | None:
         return failed(f"virsh could not list domains: {facts.libvirt_error}", f"a libvirt domain {vm}",
                       "start libvirtd, run the audit as root or with --sudo, or set LIBVIRT_DEFAULT_URI")
     broken = [d for d in facts.domains if d.error]
+    if broken:
+        # An unread definition may hold this very device: no verdict can be given without it.
+        return failed(f"cannot read the definition of {', '.join(d.name for d in broken)}", f"a libvirt domain {vm}",
+                      "run the audit as root or with --sudo (libvirt keeps definitions 0600), or fix the definition",
+                      [f"{d.name}: {d.error}" for d in broken])
     if vm not in {d.name for d in facts.domains}:
         names = ", ".join(sorted(d.name for d in facts.domains)) or "none"
         return failed(f"no libvirt domain named {vm} (domains: {names})", f"a libvirt domain {vm}",
-                      f"define {vm} (virsh define) or correct the profile's vm name",
-                      [f"{d.name}: {d.error}" for d in broken])
+                      f"define {vm} (virsh define) or correct the profile's vm name")
     return None
 
 

@@ -5,10 +5,10 @@ OUTPUT = """
 hostname\tnode1
 
 ::iommu-audit:: boot_config
-# file /etc/default/grub
+::iommu-audit:::file /etc/default/grub
 GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on"
 
-# file /etc/kernel/cmdline
+::iommu-audit:::file /etc/kernel/cmdline
 root=/dev/sda1 intel_iommu=on
 
 ::iommu-audit:: domain running z ceph 1

@@ -38,15 +38,19 @@ def test_serial_unreadable_on_vfio_is_noted_not_failed(host, dl360):
     assert v.ok and "serial not readable while on driver vfio-pci" in v.evidence
 
 
-def test_slot_locates_and_checks(host, dl360):
+def test_slot_locates_one_device_and_refuses_to_guess_among_several(host, dl360):
+    host.write("sys/bus/pci/slots/2/address", "0000:03:00\n")  # the Smart Array's slot
     f = host.facts()
-    switch = replace(dl360.device_named("ceph-nvme-1"), address=None, slot="1", id="10b5:8747")
-    assert devices.locate(f, switch) == "0000:04:00.0"
-    # The NVMe drives sit behind the card's PLX switch in slot 1: they are in slot 1 too.
-    assert devices.locate(f, replace(dl360.device_named("ceph-nvme-1"), address=None, slot="1")) == "0000:06:00.0"
+    raid = replace(dl360.device_named("ceph-nvme-1"), address=None, slot="2", id="103c:3239")
+    assert devices.locate(f, raid) == "0000:03:00.0" and devices.device_present(f, raid).ok
+    # Slot 1 holds the M.2 card: four [144d:a808] behind its switch. A slot alone cannot say which.
+    by_slot = replace(dl360.device_named("ceph-nvme-1"), address=None, slot="1")
+    assert devices.locate(f, by_slot) is None
+    v = devices.device_present(f, by_slot)
+    assert not v.ok and "slot 1 holds several [144d:a808]: 0000:06:00.0, 0000:07:00.0, 0000:08:00.0, 0000:09:00.0" in v.found
+    # With an address, the slot is verified, also behind the switch.
     assert devices.device_present(f, replace(dl360.device_named("ceph-nvme-3"), slot="1")).ok
-    wrong_slot = replace(dl360.device_named("ceph-nvme-1"), slot="2")
-    v = devices.device_present(f, wrong_slot)
+    v = devices.device_present(f, replace(dl360.device_named("ceph-nvme-1"), slot="2"))
     assert not v.ok and "not in slot 2" in v.found
 
 
@@ -175,8 +179,11 @@ def test_ids_in_boot_config_count_as_persistent(host, dl360):
     host.remove(f"etc/driverctl.d/pci-{NVME1}")
     host.replace("etc/libvirt/qemu/z-ceph-1.xml", "managed='yes'", "managed='no'")
     host.replace("etc/default/grub", 'iommu=pt"', 'iommu=pt vfio-pci.ids=144d:a808"')
+    # Edited but not regenerated: the next boot does not have it yet.
+    assert not devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1")).ok
+    host.replace("boot/grub/grub.cfg", "iommu=pt\n", "iommu=pt vfio-pci.ids=144d:a808\n")
     v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
-    assert v.ok and "vfio-pci.ids=144d:a808 in /etc/default/grub" in v.found
+    assert v.ok and "vfio-pci.ids=144d:a808 in /boot/grub/grub.cfg" in v.found
 
 
 # --- host-device-kept ----------------------------------------------------------

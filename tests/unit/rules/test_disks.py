@@ -82,11 +82,19 @@ def test_disk_in_fstab_or_zfs_pool(host, dl360):
     v = disks.disk_not_used_by_host(host.facts(), d)
     assert not v.ok and "/etc/fstab lists UUID=5a7c9e1f-3b5d-4f60-8a2c-4e6a8c0e2f41 (/srv/old)" in v.found
     host.write("etc/fstab", "")
-    host.replace("run/udev/data/b8:0", "ID_FS_TYPE=xfs", "ID_FS_TYPE=zfs_member")
+    host.replace("run/udev/data/b8:0", "ID_FS_TYPE=xfs", "ID_FS_TYPE=zfs_member\nE:ID_FS_LABEL=tank")
     assert disks.disk_not_used_by_host(host.facts(), d).ok  # a pool nobody imported: a note at most
+    host.append("proc/mounts", "rpool/ROOT/pve-1 / zfs rw,relatime,xattr,noacl 0 0\n")
+    assert disks.disk_not_used_by_host(host.facts(), d).ok  # the host's own pool is another one (TrueNAS-in-VM)
     host.append("proc/mounts", "tank/brick1 /tank/brick1 zfs rw,xattr,noacl 0 0\n")
     v = disks.disk_not_used_by_host(host.facts(), d)
-    assert not v.ok and "ZFS pool member and this host has ZFS pools imported" in v.found
+    assert not v.ok and "member of ZFS pool tank, which this host has imported" in v.found
+
+
+def test_noauto_fstab_entry_is_a_note(host, dl360):
+    host.append("etc/fstab", "/dev/sda /srv/old xfs noauto,nofail 0 0\n")
+    v = disks.disk_not_used_by_host(host.facts(), dl360.device_named("gluster-hdd-1"))
+    assert v.ok and any("as noauto" in n for n in v.evidence)
 
 
 def test_disk_in_no_vm(host, dl360):

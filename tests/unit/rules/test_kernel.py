@@ -253,3 +253,35 @@ def test_missing_argument_on_a_default_on_kernel_says_why_it_still_matters(host,
     assert not v.ok and any("enables VT-d by default" in e for e in v.evidence)
     host.remove("sys/kernel/iommu_groups")
     assert not any("by default" in e for e in kernel.cmdline_iommu(host.facts(), dl360).evidence)
+
+
+def test_proxmox_systemd_boot_uses_kernel_cmdline_only(host, dl360):
+    # proxmox-boot-tool with systemd-boot: /etc/default/grub (and an old grub.cfg) are not used.
+    host.replace("etc/default/grub", '"intel_iommu=on iommu=pt"', '"quiet"')
+    host.replace("boot/grub/grub.cfg", " intel_iommu=on iommu=pt", "")
+    host.write("etc/kernel/cmdline", "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt\n")
+    host.write("etc/kernel/proxmox-boot-uuids", "6A1B-2C3D\n")
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert v.ok and "/etc/kernel/cmdline" in v.found
+
+
+def test_rhel8_bls_kernelopts_and_rescue_entries(host, dl360):
+    host.remove("etc/default/grub").remove("boot/grub/grub.cfg")
+    entries = "boot/loader/entries/"
+    host.write(entries + "d9f3e1c2-4.18.0-513.el8.x86_64.conf",
+               "title Rocky Linux (4.18.0-513.el8.x86_64) 8.9\nlinux /vmlinuz-4.18.0-513.el8.x86_64\n"
+               "options $kernelopts $tuned_params\nid rocky-20231121-4.18.0-513.el8.x86_64\n")
+    host.write(entries + "d9f3e1c2-0-rescue.conf", "title Rocky Linux (0-rescue)\noptions $kernelopts\n")
+    host.write("boot/grub2/grubenv", "# GRUB Environment Block\nsaved_entry=d9f3e1c2-4.18.0-513.el8.x86_64\n"
+               "kernelopts=root=/dev/mapper/rl-root ro crashkernel=auto resume=/dev/mapper/rl-swap intel_iommu=on iommu=pt\n")
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert v.ok, v.found
+    assert "0-rescue" not in v.found
+    host.replace("boot/grub2/grubenv", " intel_iommu=on iommu=pt", "")
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "grubby" in v.fix
+
+
+def test_a_comment_that_looks_like_a_file_header_is_just_text(host, dl360):
+    host.write("etc/default/grub", "# file managed by ansible, do not edit\n" + host.read("etc/default/grub"))
+    assert kernel.cmdline_persistent(host.facts(), dl360).ok
