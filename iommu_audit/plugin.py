@@ -7,6 +7,7 @@ are gathered once per host, on first use, and every check asserts on them.
 """
 
 import datetime
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,8 +116,24 @@ def _targets(config: pytest.Config) -> list[gather.Target]:
     return targets
 
 
+class HtmlColumns:
+    """pytest-html: show each check's requirement, severity and finding (pass or fail) in the table."""
+
+    def pytest_html_results_table_header(self, cells: list) -> None:
+        cells.insert(2, '<th class="sortable" data-column-type="requirement">Requirement</th>')
+        cells.insert(3, "<th>Severity</th>")
+        cells.insert(4, "<th>Finding</th>")
+
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list) -> None:
+        props = dict(report.user_properties)
+        for i, key in ((2, "requirement"), (3, "severity"), (4, "found")):
+            cells.insert(i, f'<td class="col-{key}">{html.escape(str(props.get(key, "")))}</td>')
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the iommu-audit requirement a check proves")
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(HtmlColumns(), "iommu-audit-html")
     if not config.getoption("profile"):
         if _collects_checks(config):
             raise pytest.UsageError("--profile is required to run the checks, e.g. pytest --profile dl360-gen9 "

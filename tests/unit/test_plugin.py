@@ -376,3 +376,14 @@ def test_facts_gathered_notes_a_probe_without_root(host, dl360, kind, uid, noted
     note = "not root: kernel log and libvirt definitions may be unreadable; use --sudo"
     assert v.ok and not v.skip  # reachability is what the check is about: still a pass
     assert (note in v.evidence) is noted, v
+
+
+def test_html_report_shows_requirement_and_finding_of_every_check(tmp_path, unbound):
+    report = tmp_path / "audit.html"
+    proc = run("--profile=dl360-gen9", f"--sysroot={unbound.root}", f"--html={report}", "--self-contained-html")
+    assert proc.returncode == 1, proc.output
+    page = report.read_text()
+    assert ">Requirement</th>" in page and ">Finding</th>" in page
+    assert page.count("col-requirement") == ALL_CHECKS  # one cell per check
+    assert "0000:06:00.0 is bound to nvme" in page  # the failure's finding
+    assert "ACPI DMAR table present" in page  # and the evidence of a pass
