@@ -28,10 +28,6 @@ def normalize_address(text: str) -> str:
     return f"{domain or '0000'}:{bus}:{dev}.{fn}"
 
 
-def is_address(text: str) -> bool:
-    return bool(_ADDRESS.match(str(text)))
-
-
 def address_numbers(text: str) -> tuple[int, int, int, int]:
     """(domain, bus, slot, function) as integers, for comparing with libvirt XML."""
     domain, bus, rest = normalize_address(text).split(":")

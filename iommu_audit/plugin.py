@@ -69,7 +69,7 @@ def _collects_checks(config: pytest.Config) -> bool:
         return False
     for arg in config.args:
         path = Path(arg.split("::")[0]).resolve()
-        if path == checks_dir or checks_dir in path.parents or path in checks_dir.parents:
+        if _under_checks(config, path) or path in checks_dir.parents:  # checks/..., or a directory above it
             return True
     return False
 

@@ -58,8 +58,9 @@ def _missing(device: Device) -> Verdict:
 def device_present(facts: HostFacts, device: Device) -> Verdict:
     addr = locate(facts, device)
     same_model = [a for a, d in sorted(facts.pci.items()) if d.id == device.id]
-    if addr is None and device.slot and not device.address and len(slot_candidates(facts, device)) > 1:
-        return failed(f"slot {device.slot} holds several [{device.id}]: {', '.join(slot_candidates(facts, device))}",
+    in_the_slot = slot_candidates(facts, device) if addr is None and device.slot and not device.address else []
+    if len(in_the_slot) > 1:
+        return failed(f"slot {device.slot} holds several [{device.id}]: {', '.join(in_the_slot)}",
                       f"exactly one [{device.id}] in slot {device.slot}", "give the device's address in the profile")
     if addr is None:
         others = f"; [{device.id}] is at {', '.join(same_model)}" if same_model else f"; no [{device.id}] on this host"
