@@ -6,7 +6,9 @@ Where facts come from (a Target):
   saved    - a JSON file written earlier by --save-facts
 """
 
+import base64
 import datetime
+import gzip
 import json
 import secrets
 from dataclasses import dataclass
@@ -18,10 +20,17 @@ from iommu_audit.facts import HostFacts, from_probe
 from iommu_audit.parsers.sections import MARKER
 
 PROBE_SOURCE = (Path(__file__).with_name("probe.sh")).read_text()
-# Sent without comments and indentation: dropbear (busybox hosts) refuses commands over 9000 bytes.
 PROBE = "\n".join(line.strip() for line in PROBE_SOURCE.splitlines()
                   if line.strip() and not line.strip().startswith("#")) + "\n"
+# dropbear (busybox hosts) refuses commands over 9000 bytes, so the probe travels gzipped and
+# base64-encoded (a third of its size) and unpacks on the host with base64 and gzip, which every
+# distribution and busybox have. Still one read-only command; the script is unpacked into a
+# variable, not piped into sh, so no command in it can read the rest of the script from stdin.
 DROPBEAR_MAX_COMMAND = 9000
+_PACKED = base64.b64encode(gzip.compress(PROBE.encode(), compresslevel=9, mtime=0)).decode()
+COMMAND = ("p=$(printf %s " + _PACKED + " | base64 -d | gzip -dc) && [ -n \"$p\" ] || "
+           "{ echo 'iommu-audit: cannot unpack the probe: the host needs base64 and gzip' >&2; exit 127; }; "
+           "exec sh -c \"$p\" iommu-audit-probe \"$@\"")
 FACTS_FORMAT = "iommu-audit-facts/1"
 
 
@@ -62,8 +71,8 @@ def gather(target: Target) -> Gathered:
     # A fresh marker per run: nothing the probe copies from the host can open a section.
     marker = f"::iommu-audit-{secrets.token_hex(8)}::"
     try:
-        # The one round trip: the probe travels as an argument of sh -c; testinfra quotes it.
-        result = host.run("sh -c %s iommu-audit-probe %s %s", PROBE, root, marker)
+        # The one round trip: the packed probe travels as an argument of sh -c; testinfra quotes it.
+        result = host.run("sh -c %s iommu-audit-probe %s %s", COMMAND, root, marker)
     except Exception as exc:  # testinfra backends raise their own types (paramiko, ansible)
         raise GatherError(f"{target.source}: cannot run commands on the host: {_reason(exc)}. {_REACH_HINT}") from None
     # Decode leniently: HPE firmware puts non-UTF-8 bytes into ACPI table lines of dmesg.

@@ -70,7 +70,7 @@ def test_gathering_is_one_command(host, monkeypatch):
 def test_cut_short_output_is_a_gather_error(monkeypatch):
     local = gather.testinfra.get_host("local://")
     target = gather.Target("node1", "ssh://node1", host=local)
-    monkeypatch.setattr(gather, "PROBE", "echo '::iommu-audit:: probe 1'; exit 255")
+    monkeypatch.setattr(gather, "COMMAND", "echo '::iommu-audit:: probe 1'; exit 255")
     with pytest.raises(gather.GatherError, match="ssh://node1: unreachable, or the probe was cut short"):
         gather.gather(target)
 
@@ -104,8 +104,33 @@ def test_the_probe_command_fits_dropbear(sudo):
     # dropbear (common on busybox hosts) closes the session on commands over 9000 bytes ("String too long");
     # --sudo quotes the command once more.
     local = gather.testinfra.get_host("local://", sudo=sudo)
-    command = local.backend.get_command("sh -c %s iommu-audit-probe %s %s", gather.PROBE, "/" * 64, "::iommu-audit-" + "0" * 16 + "::")
+    command = local.backend.get_command("sh -c %s iommu-audit-probe %s %s", gather.COMMAND, "/" * 64, "::iommu-audit-" + "0" * 16 + "::")
     assert len(command.encode()) < gather.DROPBEAR_MAX_COMMAND
+
+
+def test_the_packed_command_runs_on_a_busybox_only_host(tmp_path, host):
+    # A host with nothing but busybox (its sh, base64, gzip, grep...) unpacks and runs the probe.
+    if not shutil.which("busybox"):
+        pytest.skip("needs busybox")
+    bb = shutil.which("busybox")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for applet in subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split():
+        (bin_dir / applet).symlink_to(bb)
+    out = subprocess.run([bb, "sh", "-c", gather.COMMAND, "probe", str(host.root), gather.MARKER], capture_output=True,
+                         text=True, errors="replace", env={"PATH": str(bin_dir)}).stdout
+    assert out == run_probe(["sh"], host.root)
+
+
+def test_a_host_without_gzip_gets_a_clear_reason(tmp_path, host):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "printf", "base64"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or "/bin/" + tool)
+    r = subprocess.run(["sh", "-c", gather.COMMAND, "probe", str(host.root)], capture_output=True, text=True,
+                       env={"PATH": str(bin_dir)})
+    assert r.returncode == 127 and "cannot unpack the probe: the host needs base64 and gzip" in r.stderr
+    assert "iommu-audit" not in r.stdout
 
 
 def test_the_sent_probe_behaves_like_the_source(host):
