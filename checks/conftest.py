@@ -11,14 +11,20 @@ from iommu_audit.plugin import Judge, state_of
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = state_of(metafunc.config)
     names = metafunc.fixturenames
-    if "target" in names:
+    if "target" not in names:
+        return
+    kind = next((k for k in SUBJECTS if k in names), None)
+    if kind is None:
         # Module scope keeps each file's checks together; facts are cached per host anyway.
         metafunc.parametrize("target", state.targets, ids=[t.name for t in state.targets], scope="module")
-    subjects = {"device": state.profile.passthrough_devices, "host_device": state.profile.host_devices,
-                "disk": state.profile.disks}
-    for name, items in subjects.items():
-        if name in names:
-            metafunc.parametrize(name, items, ids=[i.name for i in items])
+        return
+    # Each host with the subjects of its own profile (a fleet may mix hardware models).
+    pairs = [(t, s) for t in state.targets for s in SUBJECTS[kind](state.profile_for(t))]
+    metafunc.parametrize(["target", kind], pairs, ids=[f"{t.name}-{s.name}" for t, s in pairs], scope="module")
+
+
+SUBJECTS = {"device": lambda p: p.passthrough_devices, "host_device": lambda p: p.host_devices,
+            "disk": lambda p: p.disks}
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +32,9 @@ def audit_state(request):
     return state_of(request.config)
 
 
-@pytest.fixture(scope="session")
-def profile(audit_state):
-    return audit_state.profile
+@pytest.fixture(scope="module")
+def profile(audit_state, target):
+    return audit_state.profile_for(target)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import datetime
 import gzip
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import testinfra
@@ -46,6 +46,7 @@ class Target:
     sysroot: str = ""
     saved_output: str = ""
     saved_marker: str = MARKER
+    inventory_vars: dict = field(default_factory=dict)  # an ansible:// host's inventory variables
 
 
 @dataclass

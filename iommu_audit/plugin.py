@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from iommu_audit import gather, profile as profiles
+from iommu_audit import fleet, gather, profile as profiles
 from iommu_audit.facts import HostFacts
 from iommu_audit.requirements import CATALOG, RECOMMENDED
 from iommu_audit.verdict import Verdict, failed, passed
@@ -29,6 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                                   "dev/, etc/ and a dmesg capture (see README)")
     g.addoption("--facts", help="re-run the checks on facts saved earlier with --save-facts")
     g.addoption("--save-facts", metavar="FILE", help="write what was gathered from each host to FILE (JSON)")
+    fleet.add_options(g)
 
 
 @dataclass
@@ -39,6 +40,10 @@ class AuditState:
     errors: dict[str, str] = field(default_factory=dict)
     facts: dict[str, HostFacts] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # waivers and advisories, for the summary
+    host_profiles: dict[str, profiles.Profile] = field(default_factory=dict)  # per host; else `profile`
+
+    def profile_for(self, target: gather.Target | None) -> profiles.Profile:
+        return self.host_profiles.get(target.name, self.profile) if target else self.profile
 
     def gather(self, target: gather.Target) -> None:
         if target.name in self.gathered or target.name in self.errors:
@@ -106,7 +111,7 @@ def _targets(config: pytest.Config) -> list[gather.Target]:
         for h in hosts:
             local = h.backend.get_connection_type() == "local"
             name = "local" if local else h.backend.get_hostname()
-            targets.append(gather.Target(name, h.backend.get_pytest_id(), host=h))
+            targets.append(gather.Target(name, h.backend.get_pytest_id(), host=h, inventory_vars=fleet.inventory_vars(h)))
     if not targets:
         raise pytest.UsageError("no host to audit: the --facts file or --sysroot list is empty")
     names = [t.name for t in targets]
@@ -150,7 +155,13 @@ def pytest_configure(config: pytest.Config) -> None:
         profile = profiles.load(config.getoption("profile"), config.rootpath / "profiles")
     except profiles.ProfileError as exc:
         raise pytest.UsageError(f"profile error: {exc}") from None
-    config.stash[STATE] = AuditState(profile, _targets(config))
+    if "ansible://" in (config.option.hosts or ""):
+        fleet.ansible_on_path()
+    targets = _targets(config)
+    config.stash[STATE] = AuditState(profile, targets, host_profiles=fleet.host_profiles(
+        config, targets, profile, config.rootpath / "profiles"))
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(fleet.XdistHooks(config.stash[STATE]), "iommu-audit-xdist")
 
 
 def state_of(config: pytest.Config) -> AuditState:
@@ -165,7 +176,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if state is None:
         return []
     return [f"iommu-audit profile: {state.profile.name} ({state.profile.path})",
-            "iommu-audit hosts: " + ", ".join(f"{t.name} ({t.source})" for t in state.targets)]
+            "iommu-audit hosts: " + ", ".join(f"{t.name} ({t.source}{fleet.profile_note(state, t)})"
+                                              for t in state.targets)]
 
 
 def gathered_verdict(state: AuditState, target: gather.Target) -> Verdict:
@@ -199,8 +211,10 @@ class Judge:
 
     def __call__(self, verdict: Verdict) -> None:
         req, node = self.requirement, self.request.node
-        severity = self.state.profile.severity_of(req.id)
-        for key, value in (("requirement", req.id), ("severity", severity), ("found", verdict.found),
+        profile = self.state.profile_for(self.host)
+        severity = profile.severity_of(req.id)
+        for key, value in (("requirement", req.id), ("severity", severity), ("profile", profile.name),
+                           ("found", verdict.found),
                            ("expected", verdict.expected), ("fix", verdict.fix), ("evidence", list(verdict.evidence))):
             node.user_properties.append((key, value))
         if verdict.skip:
@@ -235,7 +249,7 @@ class Judge:
 
     def _waiver(self, subject: str | None, host: str):
         """The matching waiver that lasts longest: a renewal listed after an expired waiver wins."""
-        matching = [w for w in self.state.profile.waivers
+        matching = [w for w in self.state.profile_for(self.host).waivers
                     if w.requirement == self.requirement.id and w.device in (None, subject) and w.host in (None, host)]
         return max(matching, key=lambda w: w.expires, default=None)
 
@@ -274,6 +288,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     path = session.config.getoption("save_facts", None)
     if state is None or not path:
+        return
+    if fleet.is_worker(session.config):  # the controller writes the file once, from every worker's hosts
+        fleet.worker_output(session.config, state.gathered, state.errors)
         return
     for t in state.targets:
         state.gather(t)
