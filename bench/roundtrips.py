@@ -77,7 +77,7 @@ def measure(target: gather.Target, profile: profiles.Profile) -> dict:
     t2 = time.perf_counter()
     verdicts = [r(facts, profile) for r in HOST_RULES]
     for d in profile.passthrough_devices:
-        verdicts += [devices.device_present(facts, d), devices.device_not_used_by_host(facts, d),
+        verdicts += [devices.device_present(facts, d, profile), devices.device_not_used_by_host(facts, d),
                      devices.iommu_group_clean(facts, d, profile), devices.bound_to_vfio(facts, d),
                      devices.vfio_binding_persistent(facts, d), vms.assigned_to_vm(facts, d)]
     for d in profile.disks:

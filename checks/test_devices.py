@@ -6,8 +6,8 @@ from iommu_audit.rules import devices
 
 
 @pytest.mark.requirement("device-present")
-def test_device_present(facts, device, audit):
-    audit(devices.device_present(facts, device))
+def test_device_present(facts, device, profile, audit):
+    audit(devices.device_present(facts, device, profile))
 
 
 @pytest.mark.requirement("device-not-used-by-host")

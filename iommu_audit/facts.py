@@ -42,6 +42,13 @@ class HostFacts:
     libvirt_source: str  # virsh | files | error | none
     libvirt_error: str
     domains: list[libvirt.Domain] = field(default_factory=list)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def memo(self, key, compute):
+        """compute() once per host: indexes the rules would otherwise rebuild for every device."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def findings(self, kind: str) -> list[dmesg.Finding]:
         return [f for f in self.dmesg if f.kind == kind]

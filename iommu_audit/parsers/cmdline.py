@@ -51,14 +51,50 @@ def values(ps: list[Param], key: str) -> list[str | None]:
     return [v for k, v in ps if _same_key(k, key)]
 
 
+# Arguments whose handler reads a comma list of options on top of earlier occurrences
+# (iommu_setup in arch/x86/kernel/pci-dma.c, intel_iommu_setup, setup_irqremap): an option
+# holds until a later occurrence gives its opposite. Every other key=value: the last one wins.
+OPPOSITES = {
+    "iommu": [("pt", "nopt"), ("merge", "nomerge"), ("panic", "nopanic"), ("force", "noforce")],
+    "intel_iommu": [("on", "off"), ("sm_on", "sm_off")],
+    "intremap": [("on", "off")],
+    "amd_iommu": [],
+}
+
+
+def _option_set(ps: list[Param], key: str, option: str) -> bool:
+    opposite = {o for pair in OPPOSITES[key] if option in pair for o in pair} - {option}
+    state = False
+    for value in values(ps, key):
+        for opt in (value or "").split(","):
+            if opt == option:
+                state = True
+            elif opt in opposite:
+                state = False
+    return state
+
+
+def effective(ps: list[Param], key: str) -> str | None:
+    """The value the kernel keeps for a plain key=value argument: the last occurrence."""
+    found = values(ps, key)
+    return found[-1] if found else None
+
+
 def has(ps: list[Param], word: str) -> bool:
-    """True if "key" or "key=value" is on the command line; value may be one of a comma list.
+    """True if the kernel ends up with "key" or "key=value"; value may be one of a comma list.
 
     >>> has(params("intel_iommu=on,igfx_off"), "intel_iommu=on")
     True
+    >>> has(params("iommu=pt iommu=nopt"), "iommu=pt")
+    False
     """
     key, eq, value = word.partition("=")
-    return any(_same_key(k, key) and (not eq or v == value or value in (v or "").split(",")) for k, v in ps)
+    if not eq:
+        return any(_same_key(k, key) for k, _ in ps)
+    if key in OPPOSITES:
+        return all(_option_set(ps, key, opt) for opt in value.split(","))
+    last = effective(ps, key)
+    return last is not None and (last == value or value in last.split(","))
 
 
 def _options_state(ps: list[Param], key: str, on: set[str], off: set[str]) -> tuple[str | None, str]:
@@ -101,11 +137,9 @@ def iommu_off(ps: list[Param]) -> str:
 
 
 def vfio_pci_ids(ps: list[Param]) -> list[str]:
-    """vendor:device IDs claimed by vfio-pci.ids= (subsystem parts dropped)."""
-    ids = []
-    for value in values(ps, "vfio-pci.ids"):
-        ids += [_vendor_device(i) for i in (value or "").split(",") if i]
-    return ids
+    """vendor:device IDs claimed by vfio-pci.ids= (the last occurrence wins; subsystem parts dropped)."""
+    value = effective(ps, "vfio-pci.ids")
+    return [_vendor_device(i) for i in (value or "").split(",") if i]
 
 
 def _vendor_device(entry: str) -> str:

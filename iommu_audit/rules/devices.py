@@ -25,7 +25,16 @@ def locate(facts: HostFacts, device: Device) -> str | None:
 
 
 def slot_candidates(facts: HostFacts, device: Device) -> list[str]:
-    return [a for a, d in sorted(facts.pci.items()) if d.id == device.id and in_slot(facts, a, device.slot)]
+    return [a for a in _addresses_of_id(facts).get(device.id, []) if in_slot(facts, a, device.slot)]
+
+
+def _addresses_of_id(facts: HostFacts) -> dict[str, list[str]]:
+    def index():
+        out: dict[str, list[str]] = {}
+        for a, d in sorted(facts.pci.items()):
+            out.setdefault(d.id, []).append(a)
+        return out
+    return facts.memo("addresses_of_id", index)
 
 
 def in_slot(facts: HostFacts, addr: str, slot: str) -> bool:
@@ -36,14 +45,27 @@ def in_slot(facts: HostFacts, addr: str, slot: str) -> bool:
     return any(a.startswith(slot_addr + ".") for a in addresses_in(facts.pci[addr].path))
 
 
+def profile_entries_at(facts: HostFacts, profile: Profile) -> dict[str, list[Device]]:
+    """{address: every profile device located there}, computed once per host and profile."""
+    def index():
+        out: dict[str, list[Device]] = {}
+        for d in profile.devices:
+            addr = locate(facts, d)
+            if addr:
+                out.setdefault(addr, []).append(d)
+        return profile, out
+    key = ("profile_entries_at", id(profile))
+    cached = facts.memo(key, index)
+    if cached[0] is not profile:  # another profile object got the same id(): rebuild
+        facts._memo.pop(key)
+        cached = facts.memo(key, index)
+    return cached[1]
+
+
 def passthrough_addresses(facts: HostFacts, profile: Profile) -> dict[str, Device]:
     """{address: device} for every located passthrough device."""
-    out = {}
-    for d in profile.passthrough_devices:
-        addr = locate(facts, d)
-        if addr:
-            out[addr] = d
-    return out
+    return {addr: next(d for d in ds if d.vm) for addr, ds in profile_entries_at(facts, profile).items()
+            if any(d.vm for d in ds)}
 
 
 def _where(device: Device) -> str:
@@ -55,9 +77,9 @@ def _missing(device: Device) -> Verdict:
     return not_applicable(f"{device.name} not found ({_where(device)}): see device-present")
 
 
-def device_present(facts: HostFacts, device: Device) -> Verdict:
+def device_present(facts: HostFacts, device: Device, profile: Profile) -> Verdict:
     addr = locate(facts, device)
-    same_model = [a for a, d in sorted(facts.pci.items()) if d.id == device.id]
+    same_model = _addresses_of_id(facts).get(device.id, [])
     in_the_slot = slot_candidates(facts, device) if addr is None and device.slot and not device.address else []
     if len(in_the_slot) > 1:
         return failed(f"slot {device.slot} holds several [{device.id}]: {', '.join(in_the_slot)}",
@@ -77,6 +99,13 @@ def device_present(facts: HostFacts, device: Device) -> Verdict:
     if device.slot and facts.slots.get(device.slot) and not in_slot(facts, addr, device.slot):
         return failed(f"{addr} is not in slot {device.slot} ({facts.slots[device.slot]})",
                       f"[{device.id}] in slot {device.slot}", "correct the profile's slot or address")
+    twins = [d for d in profile_entries_at(facts, profile).get(addr, []) if d.name != device.name]
+    if twins:
+        # Two entries for one function: one VM (or the host) would get it, the other's checks pass on it too.
+        names = ", ".join(f"{d.name} ({_where(d)})" for d in twins)
+        return failed(f"{addr} is also the profile's {names}: two profile entries for one function",
+                      f"one profile entry per PCI function", f"remove {device.name} or {twins[0].name} from the profile, "
+                      "or correct the address/slot of the one that means another card")
     notes = []
     if device.serial and not (ctrl and ctrl.serial):
         notes.append(f"serial not readable while on driver {dev.driver or '(none)'}")
@@ -105,7 +134,8 @@ def iommu_group_clean(facts: HostFacts, device: Device, profile: Profile) -> Ver
                       "make the IOMMU active first (see iommu-active)")
     wanted = passthrough_addresses(facts, profile)
     members = facts.groups.get(group, [addr])
-    bad = []
+    unreadable = facts.libvirt_source == "error" or any(d.error for d in facts.domains)
+    bad, elsewhere = [], set()
     for m in members:
         if m == addr:
             continue
@@ -113,17 +143,27 @@ def iommu_group_clean(facts: HostFacts, device: Device, profile: Profile) -> Ver
         if other is None or other.is_bridge:
             continue
         peer = wanted.get(m)
-        if peer is not None:
-            if peer.vm != device.vm:
-                bad.append(f"{other.describe()} goes to VM {peer.vm}")
-        elif other.driver and other.driver not in _VIABLE_DRIVERS and "vfio" not in other.driver:
+        # A group is one VFIO container, so one VM: a member in another VM's definition splits it.
+        in_vms = sorted({dom.name for dom, _ in facts.hostdev_users(m)} - {device.vm})
+        elsewhere.update(in_vms)
+        if peer is not None and peer.vm != device.vm:
+            bad.append(f"{other.describe()} goes to VM {peer.vm}")
+            elsewhere.add(peer.vm)
+        elif in_vms:
+            bad.append(f"{other.describe()} is a <hostdev> of VM {', '.join(in_vms)}")
+        elif peer is None and other.driver and other.driver not in _VIABLE_DRIVERS and "vfio" not in other.driver:
             bad.append(other.describe())
+        elif peer is None and other.driver and unreadable:
+            bad.append(f"{other.describe()}, and the VM definitions that may hold it could not be read")
     listing = [f"group {group}: " + ", ".join(facts.pci[m].describe() if m in facts.pci else m for m in members)]
     if bad:
-        return failed(f"IOMMU group {group} also holds: " + "; ".join(bad),
-                      f"every other endpoint of group {group} unbound, on vfio-pci/pci-stub, or passed to {device.vm}",
-                      f"pass every endpoint of group {group} to {device.vm} (or leave it without a host driver), or move "
-                      "the card to a slot whose root port isolates it (ACS); never rely on pcie_acs_override", listing)
+        split = f" (a group goes to one VM only; also in {', '.join(sorted(elsewhere))})" if elsewhere else ""
+        return failed(f"IOMMU group {group} also holds: " + "; ".join(bad) + split,
+                      f"every other endpoint of group {group} unbound, on vfio-pci/pci-stub, or passed to {device.vm} "
+                      "and to no other VM",
+                      f"pass every endpoint of group {group} to {device.vm} only (or leave it without a host driver), "
+                      "or move the card to a slot whose root port isolates it (ACS); never rely on pcie_acs_override",
+                      listing)
     return passed(f"IOMMU group {group} is clean ({len(members)} member(s))", listing)
 
 

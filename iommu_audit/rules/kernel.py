@@ -2,6 +2,7 @@
 
 from iommu_audit.facts import HostFacts
 from iommu_audit.parsers import cmdline
+from iommu_audit.parsers.modules import module_name
 from iommu_audit.profile import Profile
 from iommu_audit.rules.devices import boot_id_claims, passthrough_addresses
 from iommu_audit.verdict import Verdict, failed, passed
@@ -121,9 +122,37 @@ def interrupt_remapping(facts: HostFacts, profile: Profile) -> Verdict:
 VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
 
 
+def vfio_load_blockers(facts: HostFacts) -> list[str]:
+    """What keeps a modular VFIO module from loading at boot: modprobe.d blacklist/install lines and
+    module_blacklist=/modprobe.blacklist=. A built-in module is never affected."""
+    mods = {n for n in VFIO_MODULES + ("vfio_pci_core",) if n not in facts.modules.builtin}
+    out = []
+    for ml in facts.modprobe:
+        w = ml.words
+        if len(w) >= 2 and w[0] in ("blacklist", "install") and module_name(w[1]) in mods:
+            # "install vfio_pci ... modprobe --ignore-install vfio_pci" still loads it.
+            if w[0] == "install" and ("--ignore-install" in w or "-i" in w):
+                continue
+            out.append(f"'{' '.join(w)}' in {ml.path}")
+    for where, line in [("/proc/cmdline", facts.cmdline)] + facts.boot_sources():
+        ps = cmdline.params(line)
+        # module_blacklist= is one kernel parameter (the last wins); kmod adds up every modprobe.blacklist=.
+        listed = [("module_blacklist", m) for m in (cmdline.effective(ps, "module_blacklist") or "").split(",")]
+        listed += [("modprobe.blacklist", m) for v in cmdline.values(ps, "modprobe.blacklist") for m in (v or "").split(",")]
+        out += [f"{key}={m} in {where}" for key, m in listed if m and module_name(m) in mods]
+    return list(dict.fromkeys(out))
+
+
 def vfio_modules(facts: HostFacts, profile: Profile) -> Verdict:
     m = facts.modules
     missing = [n for n in VFIO_MODULES if not m.active(n)]
+    blocked = vfio_load_blockers(facts)
+    if blocked:
+        now = "loaded now, but " if not missing else ""
+        return failed(f"{now}VFIO will not load at boot: {'; '.join(blocked)}",
+                      f"{', '.join(VFIO_MODULES)} loadable at boot (not blacklisted)",
+                      "remove these lines from modprobe.d and the kernel command line, then rebuild the initramfs "
+                      "(update-initramfs -u, dracut -f) and the boot configuration")
     if not missing:
         return passed("loaded or built in: " + ", ".join(VFIO_MODULES))
     on_disk = [n for n in missing if n in m.on_disk]

@@ -1,4 +1,4 @@
-from iommu_audit.parsers.cmdline import (amd_iommu_invalid, grub_cmdline, has, intel_iommu_state, iommu_off, params,
+from iommu_audit.parsers.cmdline import (amd_iommu_invalid, effective, grub_cmdline, has, intel_iommu_state, iommu_off, params,
                                          values, vfio_pci_ids)
 
 UBUNTU = "BOOT_IMAGE=/vmlinuz-5.15.0-91-generic root=/dev/mapper/vg0-root ro quiet splash intel_iommu=on iommu=pt vt.handoff=7"
@@ -47,3 +47,16 @@ def test_grub_default_then_snippets():
 
 def test_grub_with_unbalanced_quote_keeps_the_raw_text():
     assert "intel_iommu=on" in grub_cmdline([("/etc/default/grub", 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on\n')])
+
+
+def test_the_last_value_wins():
+    # iommu_setup() handles each occurrence in turn: nopt undoes pt.
+    assert not has(params("iommu=pt iommu=nopt"), "iommu=pt") and has(params("iommu=nopt iommu=pt"), "iommu=pt")
+    assert has(params("iommu=pt iommu=nomerge"), "iommu=pt")  # options of other pairs leave pt alone
+    assert has(params("intel_iommu=on,igfx_off"), "intel_iommu=on,igfx_off")
+    assert not has(params("intel_iommu=on intel_iommu=off"), "intel_iommu=on")
+    # Plain key=value (module parameters, __setup strings): only the last occurrence counts.
+    assert not has(params("pci=noaer pci=realloc"), "pci=noaer") and has(params("pci=noaer pci=realloc"), "pci=realloc")
+    assert effective(params("vfio_pci.disable_vga=1 vfio-pci.disable_vga=0"), "vfio-pci.disable_vga") == "0"
+    assert vfio_pci_ids(params("vfio-pci.ids=144d:a808 vfio-pci.ids=10de:1db6")) == ["10de:1db6"]
+    assert has(params("quiet"), "quiet") and not has(params("quiet"), "splash")

@@ -9,48 +9,61 @@ NVME1, NVME4 = "0000:06:00.0", "0000:09:00.0"
 # --- device-present ------------------------------------------------------------
 
 def test_present_with_expected_id(host, dl360):
-    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"))
+    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
     assert v.ok and "[144d:a808] NVMe controller, driver vfio-pci" in v.found
 
 
 def test_missing_device_lists_where_the_model_is(host, dl360):
     host.remove(f"sys/bus/pci/devices/{NVME1}")
-    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"))
+    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
     assert not v.ok and "no device at address 0000:06:00.0" in v.found and "0000:07:00.0" in v.found
 
 
 def test_wrong_model_at_the_address(host, dl360):
     host.write(f"sys/bus/pci/devices/{NVME1}/device", "0xa809\n")
-    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"))
+    v = devices.device_present(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
     assert not v.ok and "[144d:a809]" in v.found and "[144d:a808]" in v.expected
 
 
 def test_serial_verifies_the_drive(host, dl360):
     f = host.facts()
-    assert devices.device_present(f, replace(dl360.device_named("host-nvme-4"), serial="S4EWNX0R712345F")).ok
+    assert devices.device_present(f, replace(dl360.device_named("host-nvme-4"), serial="S4EWNX0R712345F"), dl360).ok
     swapped = replace(dl360.device_named("host-nvme-4"), serial="S4EWNX0R799999X")
-    v = devices.device_present(f, swapped)
+    v = devices.device_present(f, swapped, dl360)
     assert not v.ok and "serial S4EWNX0R712345F" in v.found
 
 
 def test_serial_unreadable_on_vfio_is_noted_not_failed(host, dl360):
-    v = devices.device_present(host.facts(), replace(dl360.device_named("ceph-nvme-1"), serial="S4EWNX0R700001A"))
+    v = devices.device_present(host.facts(), replace(dl360.device_named("ceph-nvme-1"), serial="S4EWNX0R700001A"), dl360)
     assert v.ok and "serial not readable while on driver vfio-pci" in v.evidence
+
+
+def test_one_function_under_two_entries_fails_both(host, dl360):
+    host.write("sys/bus/pci/slots/4/address", "0000:05:08\n")  # the downstream port of 06:00.0
+    by_slot = replace(dl360.device_named("ceph-nvme-2"), name="ceph-nvme-x", address=None, slot="4", vm="z-ceph-2")
+    twice = replace(dl360, devices=[*dl360.devices, by_slot])
+    f = host.facts()
+    assert devices.locate(f, by_slot) == NVME1
+    v = devices.device_present(f, dl360.device_named("ceph-nvme-1"), twice)
+    assert not v.ok and "also the profile's ceph-nvme-x (slot 4)" in v.found
+    v = devices.device_present(f, by_slot, twice)
+    assert not v.ok and "also the profile's ceph-nvme-1 (address 0000:06:00.0)" in v.found
+    assert devices.device_present(f, dl360.device_named("ceph-nvme-1"), dl360).ok
 
 
 def test_slot_locates_one_device_and_refuses_to_guess_among_several(host, dl360):
     host.write("sys/bus/pci/slots/2/address", "0000:03:00\n")  # the Smart Array's slot
     f = host.facts()
     raid = replace(dl360.device_named("ceph-nvme-1"), address=None, slot="2", id="103c:3239")
-    assert devices.locate(f, raid) == "0000:03:00.0" and devices.device_present(f, raid).ok
+    assert devices.locate(f, raid) == "0000:03:00.0" and devices.device_present(f, raid, dl360).ok
     # Slot 1 holds the M.2 card: four [144d:a808] behind its switch. A slot alone cannot say which.
     by_slot = replace(dl360.device_named("ceph-nvme-1"), address=None, slot="1")
     assert devices.locate(f, by_slot) is None
-    v = devices.device_present(f, by_slot)
+    v = devices.device_present(f, by_slot, dl360)
     assert not v.ok and "slot 1 holds several [144d:a808]: 0000:06:00.0, 0000:07:00.0, 0000:08:00.0, 0000:09:00.0" in v.found
     # With an address, the slot is verified, also behind the switch.
-    assert devices.device_present(f, replace(dl360.device_named("ceph-nvme-3"), slot="1")).ok
-    v = devices.device_present(f, replace(dl360.device_named("ceph-nvme-1"), slot="2"))
+    assert devices.device_present(f, replace(dl360.device_named("ceph-nvme-3"), slot="1"), dl360).ok
+    v = devices.device_present(f, replace(dl360.device_named("ceph-nvme-1"), slot="2"), dl360)
     assert not v.ok and "not in slot 2" in v.found
 
 
@@ -140,6 +153,52 @@ def test_group_split_across_two_vms(host, dl360):
     host.move_to_group("0000:07:00.0", "14")
     v = devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
     assert not v.ok and "goes to VM z-ceph-2" in v.found
+
+
+HOSTDEV_0100_2 = """    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source>
+        <address domain='0x0000' bus='0x01' slot='0x00' function='0x2'/>
+      </source>
+    </hostdev>
+"""
+
+
+def test_group_member_in_another_vm_splits_the_group(host, dl360):
+    # 01:00.2 is in no profile entry; on vfio-pci it looks viable, but z-gluster-1 holds it.
+    host.move_to_group("0000:01:00.2", "14").bind("0000:01:00.2", "vfio-pci")
+    assert devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360).ok
+    host.replace("etc/libvirt/qemu/z-gluster-1.xml", "    <interface type='bridge'>", HOSTDEV_0100_2 + "    <interface type='bridge'>")
+    v = devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
+    assert not v.ok and "is a <hostdev> of VM z-gluster-1" in v.found and "one VM only" in v.found
+    # In the device's own VM it is the viable case.
+    host.replace("etc/libvirt/qemu/z-gluster-1.xml", HOSTDEV_0100_2, "")
+    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "    <interface type='bridge'>", HOSTDEV_0100_2 + "    <interface type='bridge'>")
+    assert devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360).ok
+
+
+def test_both_profiled_devices_of_a_split_group_fail(host, dl360):
+    host.move_to_group("0000:07:00.0", "14")
+    f = host.facts()
+    v1 = devices.iommu_group_clean(f, dl360.device_named("ceph-nvme-1"), dl360)
+    v2 = devices.iommu_group_clean(f, dl360.device_named("ceph-nvme-2"), dl360)
+    assert not v1.ok and "z-ceph-2" in v1.found and not v2.ok and "z-ceph-1" in v2.found
+
+
+def test_group_member_on_vfio_with_unreadable_definitions_fails(host, dl360):
+    host.move_to_group("0000:01:00.2", "14").bind("0000:01:00.2", "vfio-pci")
+    host.write("etc/libvirt/qemu/z-gluster-2.xml", "<domain")
+    v = devices.iommu_group_clean(host.facts(), dl360.device_named("ceph-nvme-1"), dl360)
+    assert not v.ok and "could not be read" in v.found
+
+
+def test_profile_index_is_built_once_per_host(host, dl360, monkeypatch):
+    f = host.facts()
+    calls = []
+    real = devices.locate
+    monkeypatch.setattr(devices, "locate", lambda facts, d: calls.append(d) or real(facts, d))
+    for d in dl360.passthrough_devices:
+        devices.iommu_group_clean(f, d, dl360)
+    assert len(calls) == len(dl360.passthrough_devices) + len(dl360.devices)
 
 
 def test_no_group_at_all(host, dl360):

@@ -32,6 +32,15 @@ def test_last_intel_iommu_wins(host, dl360):
     assert kernel.cmdline_iommu(host.facts(), dl360).ok
 
 
+def test_a_later_opposite_undoes_a_required_argument(host, dl360):
+    set_cmdline(host, "intel_iommu=on iommu=pt iommu=nopt")
+    v = kernel.cmdline_iommu(host.facts(), dl360)
+    assert not v.ok and "iommu=pt is required by the profile and missing" in v.found
+    assert kernel.cmdline_iommu(host.facts(), replace(dl360, cmdline_require=[], cmdline_forbid=["iommu=pt"])).ok
+    set_cmdline(host, "intel_iommu=on iommu=nopt iommu=pt")
+    assert kernel.cmdline_iommu(host.facts(), dl360).ok
+
+
 def test_iommu_off_disables_everything(host, dl360):
     set_cmdline(host, "intel_iommu=on iommu=off")
     v = kernel.cmdline_iommu(host.facts(), dl360)
@@ -176,6 +185,41 @@ def test_missing_vfio_modules_fail(host, dl360):
     assert "available on disk: vfio, vfio_pci" in v.found and "modprobe vfio-pci" in v.fix
     host.append("proc/modules", "vfio_iommu_type1 45056 0 - Live 0x0000000000000000\n"
                 "vfio_pci 16384 0 - Live 0x0000000000000000\nvfio 45056 2 vfio_iommu_type1,vfio_pci, Live 0x0\n")
+    assert kernel.vfio_modules(host.facts(), dl360).ok
+
+
+def modular_vfio(host):
+    """vfio as loadable modules, loaded now (Debian, RHEL), instead of Ubuntu's built-ins."""
+    host.write("lib/modules/5.15.0-91-generic/modules.builtin", "kernel/drivers/iommu/intel/iommu.ko\n")
+    host.append("proc/modules", "vfio_iommu_type1 45056 0 - Live 0x0000000000000000\n"
+                "vfio_pci 16384 0 - Live 0x0000000000000000\nvfio 45056 2 vfio_iommu_type1,vfio_pci, Live 0x0\n")
+    return host
+
+
+def test_blacklisted_vfio_fails_while_loaded_now(host, dl360):
+    modular_vfio(host)
+    assert kernel.vfio_modules(host.facts(), dl360).ok
+    host.write("etc/modprobe.d/no-vfio.conf", "blacklist vfio-pci\ninstall vfio_iommu_type1 /bin/false\n"
+               "install vfio /sbin/modprobe --ignore-install vfio\n")
+    v = kernel.vfio_modules(host.facts(), dl360)
+    assert not v.ok and "loaded now, but VFIO will not load at boot" in v.found
+    assert "'blacklist vfio-pci' in /etc/modprobe.d/no-vfio.conf" in v.found
+    assert "'install vfio_iommu_type1 /bin/false'" in v.found and "ignore-install" not in v.found
+
+
+def test_vfio_blacklisted_on_the_command_line(host, dl360):
+    modular_vfio(host)
+    host.replace("etc/default/grub", 'iommu=pt"', 'iommu=pt modprobe.blacklist=nouveau modprobe.blacklist=vfio_pci"')
+    v = kernel.vfio_modules(host.facts(), dl360)
+    assert not v.ok and "modprobe.blacklist=vfio_pci in /etc/default/grub" in v.found
+    # module_blacklist= is one parameter: the last occurrence is what the kernel keeps.
+    host.write("proc/cmdline", host.read("proc/cmdline").strip() + " module_blacklist=vfio module_blacklist=nouveau\n")
+    host.replace("etc/default/grub", " modprobe.blacklist=nouveau modprobe.blacklist=vfio_pci", "")
+    assert kernel.vfio_modules(host.facts(), dl360).ok
+
+
+def test_blacklist_does_not_touch_built_in_vfio(host, dl360):
+    host.write("etc/modprobe.d/no-vfio.conf", "blacklist vfio_pci\ninstall vfio /bin/true\n")
     assert kernel.vfio_modules(host.facts(), dl360).ok
 
 
