@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from iommu_audit import fleet, gather, profile as profiles
+from iommu_audit import drift, fleet, gather, profile as profiles
 from iommu_audit.facts import HostFacts
 from iommu_audit.requirements import CATALOG, RECOMMENDED
 from iommu_audit.verdict import Verdict, failed, passed
@@ -30,6 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--facts", help="re-run the checks on facts saved earlier with --save-facts")
     g.addoption("--save-facts", metavar="FILE", help="write what was gathered from each host to FILE (JSON)")
     fleet.add_options(g)
+    drift.add_options(g)
 
 
 @dataclass
@@ -160,6 +161,7 @@ def pytest_configure(config: pytest.Config) -> None:
     targets = _targets(config)
     config.stash[STATE] = AuditState(profile, targets, host_profiles=fleet.host_profiles(
         config, targets, profile, config.rootpath / "profiles"))
+    drift.configure(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(fleet.XdistHooks(config.stash[STATE]), "iommu-audit-xdist")
 

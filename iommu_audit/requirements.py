@@ -73,6 +73,10 @@ _ALL = [
                 "A disk mounted, used as swap, or part of LVM or md on the host would be corrupted by a VM.", scope=DISK),
     Requirement("disk-assigned-to-vm", "Disk attached to its VM and to no other",
                 "Two VMs writing one block device corrupt it; the VM that needs it must have it.", scope=DISK),
+    Requirement("no-drift", "Host unchanged since go-live (--baseline)",
+                "A host that passed at go-live can drift: a card moved, a driver rebound, a VM definition or "
+                "the kernel command line edited, a firmware update. Checked only when --baseline is given: "
+                "the host's command line, kernel and firmware, and each profiled device and disk."),
 ]
 
 CATALOG: dict[str, Requirement] = {r.id: r for r in _ALL}
