@@ -11,11 +11,13 @@ import datetime
 import gzip
 import json
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import testinfra
 
+from iommu_audit import confine
 from iommu_audit.facts import HostFacts, from_probe
 from iommu_audit.parsers.sections import MARKER
 
@@ -67,8 +69,21 @@ def gather(target: Target) -> Gathered:
         if f"{target.saved_marker} end" not in target.saved_output:
             raise GatherError(f"{target.source}: the saved facts are cut short (no end marker); gather them again")
         return Gathered(target.name, target.source, "", target.saved_output, target.saved_marker)
+    if target.sysroot and target.sysroot.rstrip("/"):
+        # An offline copy: the probe reads a confined view of it, never past its root.
+        with tempfile.TemporaryDirectory(prefix="iommu-audit-view-") as view:
+            try:
+                confine.build(target.sysroot, view)
+            except (confine.ConfineError, OSError) as exc:
+                raise GatherError(f"{target.source}: cannot read the host copy: {exc}") from None
+            g = _run_probe(target, view)
+        g.probe_output = g.probe_output.replace(f"root={view}\n", f"root={target.sysroot}\n", 1)
+        return g
+    return _run_probe(target, "/")
+
+
+def _run_probe(target: Target, root: str) -> Gathered:
     host = target.host or testinfra.get_host("local://")
-    root = target.sysroot or "/"
     # A fresh marker per run: nothing the probe copies from the host can open a section.
     marker = f"::iommu-audit-{secrets.token_hex(8)}::"
     try:
