@@ -3,7 +3,8 @@
 from dataclasses import dataclass, field
 
 from iommu_audit.pci import address_numbers
-from iommu_audit.parsers import cmdline, dmesg, libvirt, modules, sections, storage, sysfs
+from iommu_audit.parsers import cmdline, dmesg, libvirt, modules, platform, sections, storage, sysfs
+from iommu_audit.parsers.platform import Platform
 
 
 @dataclass
@@ -42,6 +43,9 @@ class HostFacts:
     libvirt_source: str  # virsh | files | error | none
     libvirt_error: str
     domains: list[libvirt.Domain] = field(default_factory=list)
+    # Reserved regions, NUMA nodes, vfio unsafe-mode parameters (parsers/platform.py).
+    platform: Platform = field(default_factory=Platform)
+    offline_copy: bool = False  # read from a --sysroot copy, not from a running host
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def memo(self, key, compute):
@@ -173,4 +177,6 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         libvirt_source=source,
         libvirt_error=libvirt_sec.body.strip() if source == "error" else "",
         domains=list(domains.values()),
+        platform=platform.platform(sec("platform").rows()),
+        offline_copy=sec("probe").arg("root", "/") != "/",
     )

@@ -177,12 +177,34 @@ for f in "$R"/boot/loader/entries/*.conf; do
 	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep '^options' "$f" | tr '\t\n' '  ')"
 done
 
+# Firmware and placement: each group's reserved regions ("START END TYPE"; a group row
+# alone means the file exists, 4.11+), NUMA node of each PCI function, node CPU
+# lists, the vfio unsafe-mode parameters, and (copies only) key paths not copied.
+sec platform
+for g in "$R"/sys/kernel/iommu_groups/*; do
+	[ -f "$g/reserved_regions" ] || continue
+	printf "resv\t%s\n" "${g##*/}"
+	sed "s/^/resv$TAB${g##*/}$TAB/" "$g/reserved_regions" 2>/dev/null
+done
+for d in "$R"/sys/bus/pci/devices/*; do
+	[ -e "$d" ] && printf "numa\t%s\t%s\n" "${d##*/}" "$(val "$d/numa_node")"
+done
+for n in "$R"/sys/devices/system/node/node*; do
+	[ -d "$n" ] && printf "node\t%s\t%s\n" "${n##*node}" "$(val "$n/cpulist")"
+done
+for p in vfio_iommu_type1/parameters/allow_unsafe_interrupts vfio/parameters/enable_unsafe_noiommu_mode; do
+	[ -f "$R/sys/module/$p" ] && printf "param\t%s\t%s\n" "$p" "$(val "$R/sys/module/$p")"
+done
+if [ -n "$R" ]; then
+	for p in sys/class/iommu sys/kernel/iommu_groups; do [ -d "$R/$p" ] || printf "missing\t%s\n" "$p"; done
+fi
+
 sec interrupts
 grep -o -E '(IR|DMAR|AMD-Vi)-[A-Za-z0-9_-]+' "$R/proc/interrupts" 2>/dev/null | sort -u
 
 # dmesg: the first line tells whether boot messages were rotated away; the
 # rest is filtered on the host so a long-running host sends kilobytes, not MB.
-DMESG_PATTERN='dmar|iommu|amd-vi|ivrs|vfio|remapping|rmrr|pci-dma|command line|linux version'
+DMESG_PATTERN='dmar|iommu|amd-vi|ivrs|vfio|remapping|rmrr|pci-dma|command line|linux version|bios is broken|bios vendor'
 if [ -n "$R" ]; then
 	src=; for f in "$R/dmesg" "$R/var/log/dmesg"; do [ -f "$f" ] && { src=${f#"$R"}; break; }; done
 	sec dmesg source="${src:-none}"

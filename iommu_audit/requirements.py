@@ -45,11 +45,24 @@ _ALL = [
     Requirement("vfio-modules", "VFIO kernel modules loaded",
                 "vfio, vfio_pci and vfio_iommu_type1 must be present for QEMU to open the device."),
     Requirement("no-known-blockers", "No known platform blocker in the kernel log",
-                "Some platforms (HPE/Dell RMRR, broken DMAR tables, missing interrupt remapping) block "
-                "passthrough in ways the other checks cannot see."),
+                "Broken DMAR/IVRS tables and missing interrupt remapping block or weaken passthrough in ways "
+                "the other checks cannot see."),
     Requirement("vfio-ids-scope", "vfio-pci.ids claims only devices meant for VMs",
                 "vfio-pci.ids binds every device of a model at boot; a same-model device the host needs "
                 "(its boot NVMe, its NIC) would vanish from the host.", RECOMMENDED),
+    Requirement("no-unsafe-overrides", "No setting that switches VFIO isolation off",
+                "allow_unsafe_interrupts, enable_unsafe_noiommu_mode and relax_rmrr make a device assignable "
+                "by giving up the protection passthrough relies on."),
+    Requirement("cmdline-no-foreign-iommu-args", "No invalid IOMMU argument of the other CPU vendor",
+                "amd_iommu=on on an Intel host does nothing, is rejected by the kernel, and suggests the "
+                "command line was copied without being understood.", RECOMMENDED),
+    Requirement("no-rmrr-lockout", "Device not locked by a firmware RMRR",
+                "A device whose IOMMU group holds a firmware RMRR (a 'direct' reserved region) must stay "
+                "identity-mapped: VFIO refuses it when the VM starts (HPE ProLiant Gen8/Gen9 slots, NICs, "
+                "Smart Array).", scope=DEVICE),
+    Requirement("numa-placement", "VM pinned to the NUMA node of its device",
+                "On a multi-socket host every DMA and interrupt of a device whose VM runs on the other socket "
+                "crosses the socket link.", RECOMMENDED, DEVICE),
     Requirement("device-present", "Device present with the expected identity",
                 "A wrong address or a swapped card would hand the wrong device to a VM.", scope=DEVICE),
     Requirement("device-not-used-by-host", "Device not in use by the host",

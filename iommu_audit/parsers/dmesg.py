@@ -10,7 +10,7 @@ and kernels built with the IOMMU on by default never print "IOMMU enabled".
 import re
 from dataclasses import dataclass
 
-from iommu_audit.pci import normalize_address
+from iommu_audit.pci import AddressError, normalize_address
 
 _TIMESTAMP = re.compile(r"^\[\s*(\d+)\.\d+\]")
 _DEVICE = re.compile(r"\b(?:pci|vfio-pci|vfio_pci|vfio|nvme|DMAR|ahci)\s+((?:[0-9a-f]{4,8}:)?[0-9a-f]{2}:[01][0-9a-f]\.[0-7])\b", re.I)
@@ -22,7 +22,18 @@ _KINDS = [
     ("acpi_ivrs", r"ACPI: IVRS\s+(0x)?[0-9a-fA-F]{8}"),
     # The kernel works around an RMRR outside reserved memory and goes on: evidence, not a blocker.
     ("rmrr_unreserved", r"No firmware reserved region can cover this RMRR"),
-    ("firmware_bug", r"\[Firmware Bug\].*(DMAR|IOMMU|RMRR|IVRS|AMD-Vi|DRHD)|(DMAR|AMD-Vi|IVRS).*\[Firmware Bug\]"),
+    ("firmware_bug", r"\[Firmware Bug\].*(DMAR|IOMMU|RMRR|IVRS|AMD-Vi|DRHD)|(DMAR|AMD-Vi|IVRS).*\[Firmware Bug\]"
+                     # dmar.c/iommu.c warnings; 3.x-4.x printed them inside a WARN splat without any prefix.
+                     r"|Your BIOS is broken"
+                     # A DRHD (remapping unit) at address 0: the DMAR table is unusable.
+                     r"|DRHD base: 0x0+ flags"
+                     # AMD: an IOAPIC missing from IVRS (logged above as [Firmware Bug]) switches IR off.
+                     r"|AMD-Vi: Disabling interrupt remapping"),
+    # The continuation line of a "Your BIOS is broken" warning: which firmware to update.
+    ("bios_vendor", r"^\s*(\[[^]]*\]\s*)?BIOS vendor: .*; Ver: "),
+    # Each device with an RMRR at boot, 3.x ("IOMMU: ") and 4.x ("DMAR: "); iommu=pt prints "Ignoring
+    # identity map for HW passthrough device" instead. The LPC bridge's 0-16MiB map reads the same.
+    ("rmrr_identity_map", r"(Setting|Ignoring) identity map for (HW passthrough )?device (?P<addr>\S+) \["),
     # <= 6.2 (vfio/intel); >= 6.3 the IOMMU core refuses devices with a firmware 1:1 (RMRR) mapping.
     ("rmrr_ineligible", r"ineligible for IOMMU domain attach due to platform RMRR requirement"
                         r"|Firmware has requested this device have a 1:1 IOMMU mapping"),
@@ -52,11 +63,20 @@ def classify(lines: list[str]) -> list[Finding]:
     out = []
     for line in lines:
         for kind, rx in _COMPILED:
-            if rx.search(line):
+            hit = rx.search(line)
+            if hit:
                 m = _DEVICE.search(line)
-                out.append(Finding(kind, line.strip(), normalize_address(m.group(1)) if m else None))
+                addr = hit.groupdict().get("addr") or (m.group(1) if m else None)
+                out.append(Finding(kind, line.strip(), _address(addr)))
                 break
     return out
+
+
+def _address(text: str | None) -> str | None:
+    try:
+        return normalize_address(text) if text else None
+    except AddressError:
+        return None
 
 
 def boot_messages_present(first_line: str) -> bool:

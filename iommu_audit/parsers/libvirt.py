@@ -11,12 +11,24 @@ class Hostdev:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a VM's vCPUs and memory may run: <vcpu cpuset>, <cputune><vcpupin>, <numatune><memory>."""
+    vcpus: int = 0
+    cpuset: str = ""  # <vcpu cpuset='0-9,20-29'>; "" = any host CPU
+    vcpupin: tuple[tuple[int, str], ...] = ()  # (vcpu, cpuset): overrides cpuset for that vCPU
+    auto: bool = False  # placement='auto': numad chooses, not the device's node
+    memory_nodeset: str = ""  # <numatune><memory nodeset='0'/>
+    memory_mode: str = ""  # strict | preferred | interleave | restrictive
+
+
+@dataclass(frozen=True)
 class Domain:
     name: str
     running: bool
     hostdevs: tuple[Hostdev, ...]
     block_disks: tuple[str, ...]  # <disk type='block'><source dev=...>
     error: str = ""  # set when the definition could not be read or parsed
+    placement: Placement = Placement()
 
 
 def _number(text: str | None) -> int:
@@ -53,11 +65,27 @@ def domain(name: str, state: str, xml_text: str) -> Domain:
         src = disk.find("./source")
         if disk.get("type") == "block" and src is not None and src.get("dev"):
             disks.append(src.get("dev"))
-    return Domain(name, running, tuple(hostdevs), tuple(disks))
+    return Domain(name, running, tuple(hostdevs), tuple(disks), placement=placement(root))
 
 
 def merged(defined: Domain, live: Domain) -> Domain:
     """The persistent definition plus what the live one holds on top (hot-plugged devices)."""
     return Domain(defined.name, defined.running,
                   tuple(dict.fromkeys(defined.hostdevs + live.hostdevs)),
-                  tuple(dict.fromkeys(defined.block_disks + live.block_disks)), defined.error or live.error)
+                  tuple(dict.fromkeys(defined.block_disks + live.block_disks)), defined.error or live.error,
+                  defined.placement)
+
+
+def placement(root: ET.Element) -> Placement:
+    vcpu = root.find("./vcpu")
+    pins = []
+    for pin in root.iterfind("./cputune/vcpupin"):
+        if (pin.get("vcpu") or "").isdigit() and pin.get("cpuset"):
+            pins.append((int(pin.get("vcpu")), pin.get("cpuset")))
+    memory = root.find("./numatune/memory")
+    count = (vcpu.text or "").strip() if vcpu is not None else ""
+    auto = (vcpu is not None and vcpu.get("placement") == "auto") or \
+        (memory is not None and memory.get("placement") == "auto")
+    return Placement(int(count) if count.isdigit() else 0, (vcpu.get("cpuset") or "") if vcpu is not None else "",
+                     tuple(pins), auto, (memory.get("nodeset") or "") if memory is not None else "",
+                     (memory.get("mode") or "strict") if memory is not None else "")

@@ -99,6 +99,12 @@ def iommu_active(facts: HostFacts, profile: Profile) -> Verdict:
     found = f"{len(units)} IOMMU unit(s) in /sys/class/iommu ({', '.join(units) or 'none'}), {len(groups)} IOMMU group(s)"
     if units and groups:
         return passed(found, evidence)
+    missing = [p for p in ("sys/class/iommu", "sys/kernel/iommu_groups") if p in facts.platform.missing]
+    if missing:  # an offline copy: say what it lacks instead of diagnosing the host
+        return failed(f"the copy has no {' and no '.join(missing)}, so it cannot show whether the IOMMU is active"
+                      f" ({found})", "at least one IOMMU unit and populated /sys/kernel/iommu_groups",
+                      f"copy {', '.join('/' + p for p in missing)} from the host into the sysroot (README: Sysroot layout)",
+                      evidence)
     if facts.findings("intel_enabled") and not groups:
         found += "; the kernel log says the IOMMU was enabled, yet no group exists (no usable DMAR unit)"
     return failed(found, "at least one IOMMU unit and populated /sys/kernel/iommu_groups",
@@ -165,10 +171,8 @@ def vfio_modules(facts: HostFacts, profile: Profile) -> Verdict:
     return failed(found, f"{', '.join(VFIO_MODULES)} loaded or built in", fix)
 
 
+# RMRR refusals and RMRR lines of profiled devices are judged per device by no-rmrr-lockout.
 BLOCKER_FIX = {
-    "rmrr_ineligible": "the firmware reserves memory (RMRR) for this device, so it cannot be assigned. On HPE "
-                       "ProLiant, exclude the slot from 'HPE Shared Memory features' with conrep, or use another "
-                       "device/slot",
     "firmware_bug": "update the system firmware (BIOS/UEFI); a broken DMAR/IVRS table makes DMA remapping unreliable",
     "unsafe_interrupts": "enable interrupt remapping (x2APIC / IR) in firmware; do not set allow_unsafe_interrupts",
 }
@@ -178,15 +182,19 @@ def no_known_blockers(facts: HostFacts, profile: Profile) -> Verdict:
     if facts.dmesg_source == "none":
         return failed("the kernel log could not be read", "a readable kernel log to search for known blockers",
                       "run as root or with --sudo (dmesg is restricted), or add a dmesg capture to the sysroot")
-    # An RMRR refusal matters for the profile's devices; one for another device is only evidence.
-    ours = set(passthrough_addresses(facts, profile))
-    hits = [f for kind in BLOCKER_FIX for f in facts.findings(kind)
-            if not (f.kind == "rmrr_ineligible" and f.address and f.address not in ours)]
+    # Every line present counts, whether or not the log still starts at boot.
+    hits = [f for kind in BLOCKER_FIX for f in facts.findings(kind)]
     if hits:
         kinds = list(dict.fromkeys(f.kind for f in hits))
-        return failed("; ".join(f.line for f in hits), "no RMRR, firmware-bug or unsafe-interrupt messages",
-                      " / ".join(BLOCKER_FIX[k] for k in kinds), [f.line for f in hits])
-    note = "" if facts.boot_log else " (boot messages have rotated out of the log: firmware messages not checked)"
+        return failed("; ".join(f.line for f in hits), "no firmware-bug or unsafe-interrupt messages",
+                      " / ".join(BLOCKER_FIX[k] for k in kinds), [f.line for f in hits + facts.findings("bios_vendor")])
+    if facts.boot_log:
+        note = ""
+    elif facts.offline_copy:
+        note = (f"; the copy's {facts.dmesg_source} does not start at boot, so the boot-time firmware messages "
+                "are not in it: put a log taken since boot there (journalctl -k -b, or dmesg soon after boot)")
+    else:
+        note = " (boot messages have rotated out of the log: boot-time firmware messages not checked)"
     return passed(f"no known blocker in the kernel log ({facts.dmesg_source}){note}")
 
 

@@ -25,7 +25,7 @@ from tests.sysroot import HostCopy
 BUNDLED = (PROJECT / "profiles" / "dl360-gen9.yaml").read_text()
 NVME1 = "0000:06:00.0"  # ceph-nvme-1 of the profile, on vfio-pci in the sample
 UNBOUND_ID = "test_bound_to_vfio[dl360-gen9-01-ceph-nvme-1]"
-ALL_CHECKS = 35  # checks the dl360-gen9 profile gives one host
+ALL_CHECKS = 43  # checks the dl360-gen9 profile gives one host
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

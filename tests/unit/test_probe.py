@@ -26,7 +26,7 @@ def test_every_section_is_present_once(host):
     names = [s.name for s in split(run_probe(["sh"], host.root)) if s.name != "domain"]
     assert names == ["probe", "cmdline", "acpi_tables", "class_iommu", "iommu_groups", "pci", "nvme", "slots", "block",
                      "disk_links", "fstab", "mounts", "swaps", "mdstat", "net", "modules", "modprobe_d", "driverctl",
-                     "boot_config", "boot_generated", "interrupts", "dmesg", "libvirt", "end"]
+                     "boot_config", "boot_generated", "platform", "interrupts", "dmesg", "libvirt", "end"]
 
 
 def test_sysroot_probe_does_not_write(host):

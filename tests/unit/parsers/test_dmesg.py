@@ -65,3 +65,38 @@ def test_non_zero_pci_domain_is_kept():
 def test_boot_messages_present(name, expected):
     first = (DATA / name).read_text(errors="replace").splitlines()[0]
     assert boot_messages_present(first) is expected
+
+
+def test_4x_identity_map_lines_name_each_rmrr_device():
+    # NICs, Smart Array, iLO, USB (EHCI) and the LPC bridge's 0-16MiB map; "Hardware identity mapping"
+    # (iommu=pt) is not an RMRR.
+    lines = (DATA / "intel-hpe-dl360g9-4.15.txt").read_text(errors="replace").splitlines()
+    mapped = [f.address for f in classify(lines) if f.kind == "rmrr_identity_map"]
+    assert mapped == ["0000:01:00.0", "0000:01:00.2", "0000:02:00.0", "0000:02:00.1", "0000:02:00.2",
+                      "0000:02:00.3", "0000:03:00.0", "0000:00:1a.0", "0000:00:1d.0", "0000:00:1f.0"]
+
+
+def test_3x_and_hw_passthrough_identity_map_forms():
+    f = classify(["[    1.523079] IOMMU: Setting identity map for device 0000:00:1d.0 [0x7f258000 - 0x7f266fff]",
+                  "[    0.995586] DMAR: Ignoring identity map for HW passthrough device 0000:00:1f.0 [0x0 - 0xffffff]"])
+    assert [(x.kind, x.address) for x in f] == [("rmrr_identity_map", "0000:00:1d.0"),
+                                                 ("rmrr_identity_map", "0000:00:1f.0")]
+
+
+@pytest.mark.parametrize("line, kind", [
+    # 3.x-4.x: inside a WARN splat, no prefix, no [Firmware Bug].
+    ("[    0.000000] Your BIOS is broken; DMAR reported at address 0!", "firmware_bug"),
+    ("[    0.000000] Your BIOS is broken; DMAR reported at address fed90000 returns all ones!", "firmware_bug"),
+    ("[    0.000000] BIOS vendor: Hewlett-Packard; Ver: 786F1 v01.32; Product Version: ", "bios_vendor"),
+    ("               BIOS vendor: Dell Inc.; Ver: 1.1.1; Product Version: ", "bios_vendor"),
+    ("[    0.103707] DMAR: DRHD base: 0x00000000000000 flags: 0x1", "firmware_bug"),
+    ("[    0.000000] [Firmware Bug]: AMD-Vi: IOAPIC[9] not in IVRS table", "firmware_bug"),
+    ("[    0.541210] AMD-Vi: [Firmware Bug]: : IOAPIC[4] not in IVRS table", "firmware_bug"),
+    ("[    0.541215] AMD-Vi: Disabling interrupt remapping", "firmware_bug"),
+])
+def test_broken_firmware_table_lines(line, kind):
+    assert [f.kind for f in classify([line])] == [kind]
+
+
+def test_healthy_drhd_is_not_a_firmware_bug():
+    assert [f.kind for f in classify(["[    0.288166] DMAR: DRHD base: 0x000000fbffc000 flags: 0x0"])] == []

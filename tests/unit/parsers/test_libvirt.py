@@ -50,3 +50,21 @@ def test_live_definition_adds_hot_plugged_devices():
     both = merged(defined, live)
     assert both.running and (0, 11, 0, 0) in [h.address for h in both.hostdevs]
     assert len(both.hostdevs) == len(defined.hostdevs) + 1
+
+
+def test_placement_of_a_pinned_vm():
+    xml = """<domain type='kvm'><name>vm</name><vcpu placement='static' cpuset='0-9,20-29'>4</vcpu>
+      <cputune><vcpupin vcpu='0' cpuset='2'/><vcpupin vcpu='1' cpuset='3'/><emulatorpin cpuset='0-1'/></cputune>
+      <numatune><memory mode='strict' nodeset='0'/><memnode cellid='0' mode='strict' nodeset='0'/></numatune>
+      <devices/></domain>"""
+    p = domain("vm", "defined", xml).placement
+    assert (p.vcpus, p.cpuset, p.vcpupin, p.auto, p.memory_nodeset, p.memory_mode) == (
+        4, "0-9,20-29", ((0, "2"), (1, "3")), False, "0", "strict")
+
+
+def test_placement_of_an_unpinned_and_an_auto_vm():
+    p = load("vm-hostdev-managed.xml").placement
+    assert p.cpuset == "" and p.vcpupin == () and p.memory_nodeset == "" and not p.auto
+    auto = domain("vm", "defined", "<domain><vcpu placement='auto'>2</vcpu><numatune><memory mode='strict' "
+                  "placement='auto'/></numatune><devices/></domain>").placement
+    assert auto.auto and auto.vcpus == 2 and auto.memory_nodeset == ""

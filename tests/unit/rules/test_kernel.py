@@ -1,5 +1,7 @@
 from dataclasses import replace
 
+import pytest
+
 from iommu_audit.rules import kernel
 
 CMDLINE = "proc/cmdline"
@@ -138,10 +140,23 @@ def test_groups_and_units_pass(host, dl360):
 
 def test_enabled_in_log_but_no_groups_fails(host, dl360):
     # What a kernel with intel_iommu=on but no usable DMAR unit shows: the log line, no groups.
+    # The copy keeps the (empty) directories, as a copy of such a host does.
     host.remove("sys/kernel/iommu_groups").remove("sys/class/iommu")
+    host.path("sys/kernel/iommu_groups").mkdir()
+    host.path("sys/class/iommu").mkdir()
     v = kernel.iommu_active(host.facts(), dl360)
     assert not v.ok and "0 IOMMU group(s)" in v.found and "yet no group exists" in v.found
     assert any("DMAR: IOMMU enabled" in e for e in v.evidence)
+
+
+def test_copy_without_the_iommu_directories_says_what_the_copy_lacks(host, dl360):
+    host.remove("sys/class/iommu")
+    v = kernel.iommu_active(host.facts(), dl360)
+    assert not v.ok and "the copy has no sys/class/iommu" in v.found and "yet no group exists" not in v.found
+    assert "copy /sys/class/iommu from the host" in v.fix
+    host.remove("sys/kernel/iommu_groups")
+    v = kernel.iommu_active(host.facts(), dl360)
+    assert "the copy has no sys/class/iommu and no sys/kernel/iommu_groups" in v.found
 
 
 def test_active_without_any_log_line_passes(host, dl360):
@@ -233,17 +248,10 @@ def test_clean_log_passes(host, dl360):
     assert kernel.no_known_blockers(host.facts(), dl360).ok
 
 
-def test_rmrr_refusal_for_a_device_outside_the_profile_is_not_a_blocker(host, dl360):
-    host.append("dmesg", RMRR.replace("0000:06:00.0", "0000:03:00.0"))
-    assert kernel.no_known_blockers(host.facts(), dl360).ok
-
-
-def test_hpe_rmrr_is_reported_with_the_device(host, dl360):
+def test_rmrr_refusals_are_left_to_no_rmrr_lockout(host, dl360):
+    # no-rmrr-lockout judges them per device (tests/unit/rules/test_firmware.py).
     host.append("dmesg", RMRR)
-    f = host.facts()
-    v = kernel.no_known_blockers(f, dl360)
-    assert not v.ok and "0000:06:00.0" in v.found and "conrep" in v.fix
-    assert f.findings("rmrr_ineligible")[0].address == "0000:06:00.0"
+    assert kernel.no_known_blockers(host.facts(), dl360).ok
 
 
 def test_unsafe_interrupts_and_firmware_bugs(host, dl360):
@@ -262,8 +270,43 @@ def test_unreadable_log_cannot_pass(host, dl360):
 
 def test_rotated_log_passes_with_a_note(host, dl360):
     host.write("dmesg", "[1834567.123456] perf: interrupt took too long (2503 > 2500)\n")
+    f = host.facts()
+    v = kernel.no_known_blockers(f, dl360)
+    # An offline copy: the note says what the copy lacks.
+    assert v.ok and "the copy's /dmesg does not start at boot" in v.found and "journalctl -k -b" in v.found
+    v = kernel.no_known_blockers(replace(f, offline_copy=False), dl360)
+    assert v.ok and "rotated out of the log" in v.found
+
+
+def test_firmware_bug_lines_count_when_the_log_does_not_start_at_boot(host, dl360):
+    # A 3.x/4.x warn_invalid_dmar splat has no prefix and no [Firmware Bug] tag.
+    host.write("dmesg", "[1834567.123456] perf: interrupt took too long (2503 > 2500)\n"
+               "[    0.000000] Your BIOS is broken; DMAR reported at address fed90000 returns all ones!\n"
+               "[    0.000000] BIOS vendor: HP; Ver: P89; Product Version: ProLiant DL360 Gen9\n")
+    f = host.facts()
+    assert not f.boot_log
+    v = kernel.no_known_blockers(f, dl360)
+    assert not v.ok and "returns all ones" in v.found and "update the system firmware" in v.fix
+    assert any("BIOS vendor: HP; Ver: P89" in e for e in v.evidence)
+
+
+@pytest.mark.parametrize("line", [
+    "[    0.103707] DMAR: DRHD base: 0x00000000000000 flags: 0x1",
+    "[    0.021013] DMAR: [Firmware Bug]: Your BIOS is broken; RHSA refers to non-existent DMAR unit at fbffc000",
+    "[    0.000000] [Firmware Bug]: AMD-Vi: IOAPIC[9] not in IVRS table",
+    "[    0.541210] AMD-Vi: [Firmware Bug]: : IOAPIC[4] not in IVRS table",
+    "[    0.297490] AMD-Vi: Disabling interrupt remapping due to BIOS Bug(s)",
+])
+def test_broken_dmar_and_ivrs_tables_are_blockers(host, dl360, line):
+    host.append("dmesg", line + "\n")
     v = kernel.no_known_blockers(host.facts(), dl360)
-    assert v.ok and "rotated" in v.found
+    assert not v.ok and line.split("] ", 1)[1] in v.found
+
+
+def test_healthy_dmar_lines_are_not_blockers(host, dl360):
+    host.append("dmesg", "[    0.288166] DMAR: DRHD base: 0x000000fbffc000 flags: 0x0\n"
+                "[    1.523079] DMAR: Setting identity map for device 0000:00:1d.0 [0x7f258000 - 0x7f266fff]\n")
+    assert kernel.no_known_blockers(host.facts(), dl360).ok
 
 
 # --- vfio-ids-scope ------------------------------------------------------------
