@@ -3,7 +3,7 @@
 from iommu_audit.facts import HostFacts
 from iommu_audit.profile import Device, Profile
 from iommu_audit.rules.devices import _missing as device_missing, locate
-from iommu_audit.verdict import Verdict, failed, not_applicable, passed
+from iommu_audit.verdict import Verdict, failed, passed
 
 TABLE = {"intel": "DMAR", "amd": "IVRS"}
 GENERIC_HINT = {

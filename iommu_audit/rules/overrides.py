@@ -4,7 +4,7 @@ from iommu_audit.facts import HostFacts
 from iommu_audit.parsers import cmdline
 from iommu_audit.parsers.modules import module_name
 from iommu_audit.profile import Profile
-from iommu_audit.verdict import Verdict, failed, not_applicable, passed
+from iommu_audit.verdict import Verdict, failed, passed
 
 # (module, parameter, why it voids isolation). Both are bool module parameters (drivers/vfio/).
 UNSAFE_PARAMS = [
@@ -77,7 +77,7 @@ def no_unsafe_overrides(facts: HostFacts, profile: Profile) -> Verdict:
 def cmdline_no_foreign_iommu_args(facts: HostFacts, profile: Profile) -> Verdict:
     """amd_iommu= options the kernel rejects on an Intel host (cmdline-iommu judges them on AMD)."""
     if profile.cpu_vendor == "amd":
-        return not_applicable("AMD host: cmdline-iommu reports invalid amd_iommu= options")
+        return passed("AMD host: cmdline-iommu judges amd_iommu= options (required there)")
     bad = cmdline.amd_iommu_invalid(facts.params)
     if not bad:
         return passed("no invalid amd_iommu= option on the command line")

@@ -5,7 +5,7 @@ from iommu_audit.parsers.libvirt import Placement
 from iommu_audit.parsers.platform import cpus
 from iommu_audit.profile import Device, Profile
 from iommu_audit.rules.devices import _missing as device_missing, locate
-from iommu_audit.verdict import Verdict, failed, not_applicable, passed
+from iommu_audit.verdict import Verdict, failed, passed
 
 
 def vcpu_cpus(p: Placement) -> set[int] | None:
@@ -27,14 +27,19 @@ def numa_placement(facts: HostFacts, device: Device, profile: Profile) -> Verdic
     nodes = facts.platform.node_cpus
     node = facts.platform.numa_node.get(addr)
     if not nodes and facts.offline_copy:
-        return not_applicable("the copy has no sys/devices/system/node/node*/cpulist: placement cannot be judged")
+        return failed("the copy has no sys/devices/system/node/node*/cpulist: placement cannot be judged",
+                      "the host's NUMA node CPU lists", "copy /sys/devices/system/node/node*/cpulist into the sysroot")
     if len(nodes) < 2:
         return passed("one NUMA node: nothing to place")
     if node is None or node < 0:
-        return not_applicable(f"the firmware gives {addr} no NUMA node (numa_node {node}): placement cannot be judged")
+        return failed(f"the firmware gives {addr} no NUMA node (numa_node {'missing' if node is None else node}): "
+                      "placement cannot be judged", f"{addr} with a NUMA node",
+                      "find the socket the slot is wired to (server manual, lspci -vt) and pin the VM to that node's "
+                      "CPUs and memory; check the firmware's NUMA/SRAT settings")
     dom = next((d for d in facts.domains if d.name == device.vm), None)
     if dom is None:
-        return not_applicable(f"{device.vm} is not defined: see assigned-to-vm")
+        return failed(f"{device.vm} is not defined: placement cannot be judged", f"{device.vm} defined and pinned",
+                      "define the VM (see assigned-to-vm)")
     # The nodes of every device of this VM: a VM holding devices on both sockets may span them.
     want = {n for d in profile.passthrough_devices if d.vm == device.vm
             for a in [locate(facts, d)] if a for n in [facts.platform.numa_node.get(a)] if n is not None and n >= 0}

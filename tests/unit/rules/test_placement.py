@@ -52,9 +52,17 @@ def test_single_node_host_and_firmware_without_node(host, dl360):
     assert numa_placement(host.facts(), nvme1(dl360), dl360).ok
     host.write("sys/devices/system/node/node1/cpulist", "10-19,30-39\n")
     host.write("sys/bus/pci/devices/0000:06:00.0/numa_node", "-1\n")
-    assert "numa_node -1" in numa_placement(host.facts(), nvme1(dl360), dl360).skip
+    v = numa_placement(host.facts(), nvme1(dl360), dl360)
+    assert not v.ok and "numa_node -1" in v.found and "cannot be judged" in v.found
     host.remove("sys/devices/system/node")
-    assert "the copy has no sys/devices/system/node" in numa_placement(host.facts(), nvme1(dl360), dl360).skip
+    v = numa_placement(host.facts(), nvme1(dl360), dl360)
+    assert not v.ok and "the copy has no sys/devices/system/node" in v.found
+
+
+def test_vm_that_is_not_defined_cannot_pass(host, dl360):
+    host.remove(VM)
+    v = numa_placement(host.facts(), nvme1(dl360), dl360)
+    assert not v.ok and "z-ceph-1 is not defined" in v.found
 
 
 def test_vcpu_cpus():
