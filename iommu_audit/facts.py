@@ -46,6 +46,7 @@ class HostFacts:
     # Reserved regions, NUMA nodes, vfio unsafe-mode parameters (parsers/platform.py).
     platform: Platform = field(default_factory=Platform)
     offline_copy: bool = False  # read from a --sysroot copy, not from a running host
+    modprobe_files: list[tuple[str, str]] = field(default_factory=list)  # (path, text): what --fix edits
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def memo(self, key, compute):
@@ -179,4 +180,5 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         domains=list(domains.values()),
         platform=platform.platform(sec("platform").rows()),
         offline_copy=sec("probe").arg("root", "/") != "/",
+        modprobe_files=sec("modprobe_d").files(),
     )

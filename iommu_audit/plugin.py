@@ -16,6 +16,7 @@ import testinfra
 
 from iommu_audit import drift, fleet, gather, profile as profiles
 from iommu_audit.facts import HostFacts
+from iommu_audit.fix import session as fix_session
 from iommu_audit.requirements import CATALOG, RECOMMENDED
 from iommu_audit.verdict import Verdict, failed, passed
 
@@ -31,6 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--save-facts", metavar="FILE", help="write what was gathered from each host to FILE (JSON)")
     fleet.add_options(g)
     drift.add_options(g)
+    fix_session.add_options(g)
 
 
 @dataclass
@@ -42,6 +44,7 @@ class AuditState:
     facts: dict[str, HostFacts] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # waivers and advisories, for the summary
     host_profiles: dict[str, profiles.Profile] = field(default_factory=dict)  # per host; else `profile`
+    fix_runs: list[dict] = field(default_factory=list)  # one per host and --fix/--undo run (fix/session.py)
 
     def profile_for(self, target: gather.Target | None) -> profiles.Profile:
         return self.host_profiles.get(target.name, self.profile) if target else self.profile
@@ -164,6 +167,9 @@ def pytest_configure(config: pytest.Config) -> None:
     drift.configure(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(fleet.XdistHooks(config.stash[STATE]), "iommu-audit-xdist")
+    state = config.stash[STATE]
+    if fix_session.check_options(config, state.targets):
+        config.pluginmanager.register(fix_session.FixSession(config, state), "iommu-audit-fix")
 
 
 def state_of(config: pytest.Config) -> AuditState:

@@ -1,0 +1,103 @@
+# Shared by every fixes/<requirement>.sh: options, logging, guarded file writes, undo records.
+# Sourced by the scripts when run by hand; prepended to them when --fix sends one to a host.
+# POSIX sh (dash, busybox ash). Files are written under $IOMMU_AUDIT_ROOT (default /), so a
+# copy of a host's files can be fixed and tested; sysfs and tools always act on the running host.
+IOMMU_AUDIT_LIB=1
+R=${IOMMU_AUDIT_ROOT:-}
+R=${R%/}
+DRY=0 UNDO=0 STEP_DIR= SHIFT=1
+ADDRESS_RE='^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$'
+
+say() { printf 'iommu-audit: %s\n' "$*"; [ -z "$STEP_DIR" ] || [ "$DRY" = 1 ] || printf '%s %s\n' "$(date -u +%FT%TZ)" "$*" >>"$STEP_DIR/log"; }
+die() { code=$1; shift; say "FAILED: $*" >&2; [ -z "$STEP_DIR" ] || [ "$DRY" = 1 ] || echo failed >"$STEP_DIR/status"; exit "$code"; }
+
+# Options every script takes. Use: while common_option "$@"; do shift $SHIFT; done
+common_option() {
+	SHIFT=1
+	case ${1:-} in
+	--dry-run) DRY=1 ;;
+	--undo) UNDO=1 ;;
+	--step-dir) [ $# -ge 2 ] || die 2 "--step-dir needs a directory"; STEP_DIR=$2; SHIFT=2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# Where this step keeps its record, backups and log (default: a fresh directory per hand run).
+start_step() {
+	[ "$DRY" = 1 ] && return 0
+	if [ -z "$STEP_DIR" ]; then
+		[ "$UNDO" = 0 ] || die 2 "--undo needs --step-dir (the directory of the step to undo)"
+		STEP_DIR=$R/var/log/iommu-audit/by-hand-$(date -u +%Y%m%dT%H%M%SZ)-$$/$1
+	fi
+	mkdir -p "$STEP_DIR/backup" || die 1 "cannot create $STEP_DIR"
+	[ "$UNDO" = 1 ] || : >>"$STEP_DIR/record"
+	echo running >"$STEP_DIR/status"
+}
+finish() { [ "$DRY" = 1 ] || echo "$1" >"$STEP_DIR/status"; say "$1"; exit 0; }
+
+valid_address() { printf '%s\n' "$1" | grep -Eq "$ADDRESS_RE" || die 2 "'$1' is not a PCI address (DDDD:BB:DD.F)"; }
+
+# run CMD ARG...: print it, run it (not under --dry-run), fail the step if it fails.
+run() {
+	say "run: $*"
+	[ "$DRY" = 1 ] && return 0
+	"$@" >>"$STEP_DIR/log" 2>&1 || die 1 "'$*' exited with $? (see $STEP_DIR/log)"
+}
+record() { [ "$DRY" = 1 ] || printf '%s\n' "$*" >>"$STEP_DIR/record"; }
+# The record, last line first: undo walks back what the step did.
+records_reversed() { [ -f "$STEP_DIR/record" ] && sed -n '1!G;h;$p' "$STEP_DIR/record"; }
+
+# sha256 of a file's text without its trailing newlines (as the plan hashed the probe's copy).
+sha() { if [ -e "$1" ]; then printf '%s' "$(cat "$1")" | sha256sum | cut -d' ' -f1; else echo absent; fi; }
+
+# put_file PATH SHA256-OF-WHAT-THE-PLAN-SAW BASE64-CONTENT: back up, then replace atomically
+# (temp file in the same directory, then rename). Refuses if the file changed since the plan.
+put_file() {
+	f=$R$1
+	now=$(sha "$f")
+	[ "$now" = "$2" ] || die 3 "$1 changed since the plan was made (sha256 $now, planned $2): audit again"
+	say "write $1 (backup in $STEP_DIR/backup$1)"
+	[ "$DRY" = 1 ] && return 0
+	backup "$1"
+	mkdir -p "$(dirname "$f")" || die 1 "cannot create $(dirname "$1")"
+	tmp=$f.iommu-audit.$$
+	if [ -e "$f" ]; then cp -p "$f" "$tmp"; else : >"$tmp"; chmod 644 "$tmp"; fi || die 1 "cannot write $tmp"
+	printf '%s' "$3" | base64 -d >"$tmp" || { rm -f "$tmp"; die 1 "cannot write $tmp"; }
+	mv -f "$tmp" "$f" || { rm -f "$tmp"; die 1 "cannot replace $1"; }
+}
+
+# backup PATH: keep a copy (or note that it did not exist) once per step.
+backup() {
+	grep -qxF "file $1" "$STEP_DIR/record" 2>/dev/null && return 0
+	if [ -e "$R$1" ]; then
+		mkdir -p "$STEP_DIR/backup$(dirname "$1")" && cp -p "$R$1" "$STEP_DIR/backup$1" || die 1 "cannot back up $1"
+	fi
+	record "file $1"
+}
+
+# restore_file PATH: put the backup back atomically, or remove a file the step created.
+restore_file() {
+	if [ -e "$STEP_DIR/backup$1" ]; then
+		say "restore $1"
+		cp -p "$STEP_DIR/backup$1" "$R$1.iommu-audit.$$" && mv -f "$R$1.iommu-audit.$$" "$R$1" || die 1 "cannot restore $1"
+	elif [ -e "$R$1" ]; then
+		say "remove $1 (created by this step)"
+		rm -f "$R$1" || die 1 "cannot remove $1"
+	fi
+}
+
+# PCI driver helpers (sysfs of the running host).
+pci_dir() { echo "/sys/bus/pci/devices/$1"; }
+driver_of() { d=$(pci_dir "$1")/driver; if [ -e "$d" ]; then basename "$(readlink "$d")"; else echo none; fi; }
+override_of() { o=$(cat "$(pci_dir "$1")/driver_override" 2>/dev/null); [ "$o" = "(null)" ] && o=; echo "$o"; }
+
+# rebind ADDRESS OVERRIDE: the driverctl sequence: override, unbind, drivers_probe.
+rebind() {
+	printf '%s\n' "$2" | grep -Eq '^[A-Za-z0-9_-]*$' || die 2 "'$2' is not a driver name"
+	run sh -c "printf '%s\n' '$2' > $(pci_dir "$1")/driver_override"
+	if [ "$DRY" = 0 ] && [ -e "$(pci_dir "$1")/driver" ]; then
+		run sh -c "printf '%s\n' '$1' > $(pci_dir "$1")/driver/unbind"
+	fi
+	run sh -c "printf '%s\n' '$1' > /sys/bus/pci/drivers_probe"
+}

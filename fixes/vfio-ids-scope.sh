@@ -1,0 +1,35 @@
+#!/bin/sh
+# vfio-ids-scope: drop the model-wide ids= from 'options vfio-pci' in modprobe.d (the
+# rewritten files come from --fix's plan, which binds the profiled devices per address
+# instead), then rebuild the initramfs, which holds a copy of modprobe.d.
+# vfio-pci.ids on the kernel command line is removed by cmdline-persistent.sh.
+usage() {
+	cat <<'U'
+usage: vfio-ids-scope.sh [--dry-run] [--step-dir DIR] --file PATH --sha256 SHA256-NOW --content BASE64 ...
+       vfio-ids-scope.sh --undo --step-dir DIR
+exit: 0 done, 1 failed, 2 usage error, 3 refused (a file changed since the plan)
+U
+}
+[ -n "${IOMMU_AUDIT_LIB:-}" ] || . "$(dirname "$0")/lib.sh"
+while common_option "$@"; do shift $SHIFT; done
+start_step vfio-ids-scope
+initramfs() {
+	[ -z "$R" ] || return 0
+	if command -v update-initramfs >/dev/null 2>&1; then run update-initramfs -u -k all
+	elif command -v dracut >/dev/null 2>&1; then run dracut -f --regenerate-all
+	else say "no update-initramfs or dracut: nothing to rebuild"; fi
+}
+if [ "$UNDO" = 1 ]; then
+	records_reversed | while read -r kind what; do [ "$kind" = file ] && restore_file "$what"; done || exit 1
+	initramfs
+	finish undone
+fi
+[ $# -ge 6 ] || { usage >&2; exit 2; }
+while [ $# -gt 0 ]; do
+	[ "$1" = --file ] && [ "$3" = --sha256 ] && [ "$5" = --content ] || { usage >&2; exit 2; }
+	case $2 in /etc/modprobe.d/*.conf | /lib/modprobe.d/*.conf | /usr/lib/modprobe.d/*.conf) ;; *) die 2 "will not write $2" ;; esac
+	put_file "$2" "$4" "$6"
+	shift 6
+done
+initramfs
+finish "done (reboot required)"

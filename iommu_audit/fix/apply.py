@@ -1,0 +1,124 @@
+"""Carry out a host's plan through its testinfra host: one fixes/<requirement>.sh per step.
+
+Each step runs in its own directory on the host, /var/log/iommu-audit/<run-id>/<NN>-<requirement>/
+(record of what it changed, backups, log, status). A failing step rolls back that step and
+every earlier step of the run, last first; `undo_run` reverts a finished run the same way.
+"""
+
+import base64
+import datetime
+import gzip
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from iommu_audit.fix.plan import CHANGE, HostPlan, Step
+
+FIXES = Path(__file__).resolve().parents[2] / "fixes"
+LOG_ROOT = "/var/log/iommu-audit"
+RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{4}$")
+
+
+class FixError(Exception):
+    """The run could not start or be undone; the message says why."""
+
+
+def new_run_id() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def script_text(requirement: str) -> str:
+    """lib.sh + the script, as one sh program (what an admin runs by hand, with lib.sh beside it)."""
+    return (FIXES / "lib.sh").read_text() + "\n" + (FIXES / f"{requirement}.sh").read_text()
+
+
+def command(requirement: str) -> str:
+    """One sh -c command, packed like the probe (gzip + base64) to stay far below dropbear's limit."""
+    packed = base64.b64encode(gzip.compress(script_text(requirement).encode(), mtime=0)).decode()
+    return ("p=$(printf %s " + packed + " | base64 -d | gzip -dc) && [ -n \"$p\" ] || "
+            "{ echo 'iommu-audit: cannot unpack the fix: the host needs base64 and gzip' >&2; exit 127; }; "
+            "exec sh -c \"$p\" \"$@\"")
+
+
+@dataclass
+class Host:
+    """The testinfra host a target is reached through (local://, ssh://, ...)."""
+    host: object
+
+    def run(self, requirement: str, *args: str):
+        # testinfra quotes every argument; the sh -c program receives them as "$@".
+        template = "sh -c %s " + " ".join(["%s"] * (len(args) + 1))
+        return self.host.run(template, command(requirement), f"fixes/{requirement}.sh", *args)
+
+    def sh(self, script: str, *args: str):
+        return self.host.run("sh -c %s iommu-audit " + " ".join(["%s"] * len(args)), script, *args)
+
+
+def _output(result) -> str:
+    return (result.stdout + result.stderr).strip()
+
+
+def apply_plan(host: Host, plan: HostPlan, run_id: str, echo) -> str:
+    """Run the plan's change steps in order; on failure roll the run back. Returns the outcome."""
+    run_dir = f"{LOG_ROOT}/{run_id}"
+    doc = json.dumps({"run_id": run_id, "host": plan.host, "steps": [s.record() for s in plan.steps]}, indent=1)
+    r = host.sh('mkdir -p "$1" && chmod 700 "$1" && printf %s "$2" | base64 -d > "$1/plan.json"',
+                run_dir, base64.b64encode(doc.encode()).decode())
+    if r.rc != 0:
+        raise FixError(f"{plan.host}: cannot create {run_dir}: {_output(r) or r.rc}")
+    done: list[tuple[Step, str]] = []
+    changes = plan.changes
+    for n, step in enumerate(changes, 1):
+        step_dir = f"{run_dir}/{n:02d}-{step.requirement}"
+        echo(f"[{plan.host}] {n}/{len(changes)} {step.requirement} {step.subject}: {step.summary}")
+        result = host.run(step.requirement, "--step-dir", step_dir, *step.args)
+        step.output = _output(result)
+        for line in step.output.splitlines():
+            echo(f"    {line}")
+        done.append((step, step_dir))
+        if result.rc != 0:
+            step.status = "failed"
+            echo(f"[{plan.host}] step {n} failed (exit {result.rc}): rolling back this run's steps on {plan.host}")
+            _roll_back(host, plan.host, done, echo)
+            return "rolled-back"
+        step.status = "done"
+    return "applied"
+
+
+def _roll_back(host: Host, name: str, done: list[tuple[Step, str]], echo) -> None:
+    for step, step_dir in reversed(done):
+        result = host.run(step.requirement, "--undo", "--step-dir", step_dir)
+        ok = result.rc == 0
+        step.status = "rolled-back" if ok else step.status + ", rollback failed"
+        step.output += "\n" + _output(result)
+        echo(f"[{name}] undo {step.requirement} {step.subject}: " + ("ok" if ok else f"FAILED: {_output(result)}"))
+
+
+def undo_run(host: Host, name: str, run_id: str, echo) -> list[dict]:
+    """Revert a run's steps on this host, last first. Steps already undone are skipped."""
+    if not RUN_ID.match(run_id):
+        raise FixError(f"--undo {run_id!r}: not a run id (e.g. 20261201T021900Z-1a2b, printed by --fix)")
+    run_dir = f"{LOG_ROOT}/{run_id}"
+    listing = host.sh('cd "$1" 2>/dev/null || exit 3; for d in [0-9]*-*/; do d=${d%/}; '
+                      'printf "%s %s\\n" "$d" "$(cat "$d/status" 2>/dev/null)"; done', run_dir)
+    if listing.rc == 3:
+        raise FixError(f"{name}: no run {run_id} in {LOG_ROOT} on this host")
+    steps = []
+    for line in reversed(listing.stdout.split("\n")):
+        if not line.strip() or line.split()[0].startswith("[0-9]"):
+            continue
+        step_dir, _, status = line.partition(" ")
+        requirement = step_dir.split("-", 1)[1]
+        entry = {"step": step_dir, "requirement": requirement, "status_before": status}
+        if status in ("undone", "rolled-back"):
+            entry["status"] = "already undone"
+        else:
+            r = host.run(requirement, "--undo", "--step-dir", f"{run_dir}/{step_dir}")
+            entry["status"], entry["output"] = ("undone" if r.rc == 0 else "undo failed"), _output(r)
+            echo(f"[{name}] undo {step_dir}: {entry['status']}")
+            for out in entry["output"].splitlines():
+                echo(f"    {out}")
+        steps.append(entry)
+    return steps
