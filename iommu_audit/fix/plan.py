@@ -230,7 +230,7 @@ class _Planner:
     # --- PCI devices --------------------------------------------------------------------------
     def device(self, d: Device, iommu_ready: bool, ids_going: bool, bound_here: set[str]):
         f = self.f
-        present = self.verdict("device-present", d.name, devices.device_present(f, d))
+        present = self.verdict("device-present", d.name, devices.device_present(f, d, self.p))
         if not present.ok:
             return [Step("device-present", d.name, f"{present.found}: {present.fix}", MANUAL)], [], []
         addr = checked_address(devices.locate(f, d))
@@ -301,7 +301,7 @@ class _Planner:
 
     def host_device(self, d: Device) -> list[Step]:
         f = self.f
-        present = self.verdict("device-present", d.name, devices.device_present(f, d))
+        present = self.verdict("device-present", d.name, devices.device_present(f, d, self.p))
         if not present.ok:
             return [Step("device-present", d.name, f"{present.found}: {present.fix}", MANUAL)]
         kept = self.verdict("host-device-kept", d.name, devices.host_device_kept(f, d))
