@@ -105,7 +105,7 @@ class Guest:
     def __init__(self, image: GuestImage, name: str, *, iommu: str | None = "intel",
                  cmdline_extra: str = "intel_iommu=on", nvme: int = 4, bridge_nvme: int = 0,
                  mounted_nvme: int | None = None, memory_mb: int = 512, cpus: int = 1,
-                 accel_mode: str | None = None, ssh_timeout: float | None = None):
+                 accel_mode: str | None = None, ssh_timeout: float | None = None, guestfwd: str | None = None):
         if iommu not in ("intel", "amd", None):
             raise ValueError(f"iommu must be 'intel', 'amd' or None, not {iommu!r}")
         if not 0 <= nvme <= MAX_NVME or not 0 <= bridge_nvme <= MAX_NVME:
@@ -114,6 +114,7 @@ class Guest:
             raise ValueError("mounted_nvme is a 0-based index into the root-bus NVMe drives")
         self.image, self.name, self.iommu = image, name, iommu
         self.cmdline_extra, self.memory_mb, self.cpus = cmdline_extra, memory_mb, cpus
+        self.guestfwd = guestfwd  # a QEMU guestfwd rule (e.g. virsh_relay.guestfwd(uri)); restrict=on keeps it
         self.accel = accel_mode or accel(image)
         self.nvme_serials = [NVME_SERIAL.format(i + 1) for i in range(nvme)]
         self.nvme_addresses = [nvme_address(i) for i in range(nvme)]
@@ -197,7 +198,8 @@ class Guest:
             cmd += ["-device", "intel-iommu,intremap=on,caching-mode=on"]
         elif self.iommu == "amd":
             cmd += ["-device", "amd-iommu"]  # sysbus; its AMDVI-PCI function takes a free slot
-        cmd += ["-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+        fwd = f",guestfwd={self.guestfwd}" if self.guestfwd else ""
+        cmd += ["-netdev", f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22{fwd}",
                 "-device", f"e1000e,netdev=net0,bus=pcie.0,addr=0x{int(NIC_ADDR[8:10], 16):x}"]
         for i, serial in enumerate(self.nvme_serials):
             cmd += ["-drive", f"if=none,id=nvme{i},format=raw,file={self._disk(serial)}",

@@ -1,0 +1,97 @@
+"""fixes/*.sh run as an admin runs them, on a copy of a host's files (IOMMU_AUDIT_ROOT), under dash
+and busybox sh: usage, refusals, guarded atomic writes, backups and --undo."""
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+FIXES = Path(__file__).resolve().parents[3] / "fixes"
+SHELLS = [s for s in ("dash", "busybox") if shutil.which(s)]
+ADDR = "0000:06:00.0"
+
+
+def sh(shell, script, *args, root=None):
+    cmd = [shell, "sh"] if shell == "busybox" else [shell]
+    env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    if root:
+        env["IOMMU_AUDIT_ROOT"] = str(root)
+    return subprocess.run([*cmd, str(FIXES / script), *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.rstrip("\n").encode()).hexdigest()
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("script", sorted(p.name for p in FIXES.glob("*.sh") if p.name != "lib.sh"))
+def test_every_script_has_usage_and_rejects_bad_input(shell, script, tmp_path):
+    r = sh(shell, script, "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: ")
+    r = sh(shell, script, "--step-dir", str(tmp_path / "s"), "--no-such-option", "x", root=tmp_path)
+    assert r.returncode == 2
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("bad", ["0000:06:00.0;reboot", "06:00.0", "$(id)", "0000:06:00.0 0000:07:00.0"])
+def test_addresses_are_checked_before_anything_runs(shell, bad, tmp_path):
+    for script in ("bound-to-vfio.sh", "vfio-binding-persistent.sh", "host-device-kept.sh"):
+        r = sh(shell, script, "--step-dir", str(tmp_path / script), bad, root=tmp_path)
+        assert r.returncode == 2 and "is not a PCI address" in r.stderr, (script, r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_persistence_without_driverctl_writes_the_override_and_rule_and_undoes_them(shell, tmp_path):
+    root, step = tmp_path / "root", tmp_path / "step"
+    (root / "etc/driverctl.d").mkdir(parents=True)
+    dry = sh(shell, "vfio-binding-persistent.sh", "--dry-run", ADDR, root=root)
+    assert dry.returncode == 0 and list((root / "etc/driverctl.d").iterdir()) == []
+    r = sh(shell, "vfio-binding-persistent.sh", "--step-dir", str(step), ADDR, root=root)
+    assert r.returncode == 0, r.stderr
+    assert (root / f"etc/driverctl.d/pci-{ADDR}").read_text() == "vfio-pci\n"
+    rule = (root / "etc/udev/rules.d/89-iommu-audit-vfio.rules").read_text()
+    assert 'TEST=="/etc/driverctl.d/pci-$kernel"' in rule and "drivers_probe" in rule and "ids" not in rule
+    assert (step / "status").read_text().strip() == "done"
+    again = sh(shell, "vfio-binding-persistent.sh", "--step-dir", str(tmp_path / "again"), ADDR, root=root)
+    assert again.returncode == 0 and "write" not in again.stdout
+    u = sh(shell, "vfio-binding-persistent.sh", "--undo", "--step-dir", str(step), root=root)
+    assert u.returncode == 0, u.stderr
+    assert not (root / f"etc/driverctl.d/pci-{ADDR}").exists()
+    assert not (root / "etc/udev/rules.d/89-iommu-audit-vfio.rules").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_file_changed_since_the_plan_is_refused_and_undo_restores_bytes(shell, tmp_path):
+    root, step = tmp_path / "root", tmp_path / "step"
+    conf = root / "etc/modprobe.d/vfio.conf"
+    conf.parent.mkdir(parents=True)
+    old = "# passthrough\noptions vfio-pci ids=144d:a808 disable_vga=1\n\n"
+    conf.write_text(old)
+    conf.chmod(0o640)
+    new = "# passthrough\noptions vfio-pci disable_vga=1\n"
+    args = ["--file", "/etc/modprobe.d/vfio.conf", "--sha256", sha("something else"), "--content", b64(new)]
+    r = sh(shell, "vfio-ids-scope.sh", "--step-dir", str(step), *args, root=root)
+    assert r.returncode == 3 and "changed since the plan" in r.stderr and conf.read_text() == old
+    args[3] = sha(old)  # what the probe saw: the text without its trailing newlines
+    r = sh(shell, "vfio-ids-scope.sh", "--step-dir", str(step), *args, root=root)
+    assert r.returncode == 0, r.stderr
+    assert conf.read_text() == new and oct(conf.stat().st_mode & 0o777) == "0o640"
+    assert (step / "backup/etc/modprobe.d/vfio.conf").read_text() == old
+    assert not list(conf.parent.glob("*.iommu-audit.*"))  # no temp file left behind
+    assert sh(shell, "vfio-ids-scope.sh", "--undo", "--step-dir", str(step), root=root).returncode == 0
+    assert conf.read_text() == old
+
+
+def test_boot_config_writes_only_boot_files(tmp_path):
+    args = ["--boot", "grub", "--file", "/etc/passwd", "--sha256", "absent", "--content", b64("x")]
+    r = sh("dash", "cmdline-persistent.sh", "--step-dir", str(tmp_path / "s"), *args, root=tmp_path)
+    assert r.returncode == 2 and "will not write /etc/passwd" in r.stderr
+    assert not (tmp_path / "etc/passwd").exists()
