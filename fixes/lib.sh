@@ -57,8 +57,8 @@ put_file() {
 	f=$R$1
 	now=$(sha "$f")
 	[ "$now" = "$2" ] || die 3 "$1 changed since the plan was made (sha256 $now, planned $2): audit again"
+	[ "$DRY" = 1 ] && { say "would write $1"; return 0; }
 	say "write $1 (backup in $STEP_DIR/backup$1)"
-	[ "$DRY" = 1 ] && return 0
 	backup "$1"
 	mkdir -p "$(dirname "$f")" || die 1 "cannot create $(dirname "$1")"
 	tmp=$f.iommu-audit.$$

@@ -39,7 +39,7 @@ def command(requirement: str) -> str:
     packed = base64.b64encode(gzip.compress(script_text(requirement).encode(), mtime=0)).decode()
     return ("p=$(printf %s " + packed + " | base64 -d | gzip -dc) && [ -n \"$p\" ] || "
             "{ echo 'iommu-audit: cannot unpack the fix: the host needs base64 and gzip' >&2; exit 127; }; "
-            "exec sh -c \"$p\" \"$@\"")
+            "exec sh -c \"$p\" \"$0\" \"$@\"")
 
 
 @dataclass

@@ -71,6 +71,21 @@ class FixSession:
             self.fix(opt)
         return None  # the checks run next and judge the hosts as they are now
 
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        """After the re-audit: what each run did, so the last screen says it."""
+        if not self.state.fix_runs:
+            return
+        terminalreporter.section("iommu-audit --fix" if not self.config.option.undo else "iommu-audit --undo")
+        for r in self.state.fix_runs:
+            line = f"{r['host']}: run {r['run_id']}: {r['outcome']}"
+            if r["outcome"] in ("applied", "rolled-back", "undone", "undo-failed"):
+                line += f" (log: {r['log_dir']} on the host)"
+            if r["reboot_required"]:
+                line += "; REBOOT REQUIRED"
+            if r["outcome"] == "applied":
+                line += f"; undo with --undo={r['run_id']}"
+            terminalreporter.line(line)
+
     def fix(self, opt) -> None:
         state, run_id = self.state, apply.new_run_id()
         plans, hosts = [], {}

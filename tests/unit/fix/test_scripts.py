@@ -95,3 +95,16 @@ def test_boot_config_writes_only_boot_files(tmp_path):
     r = sh("dash", "cmdline-persistent.sh", "--step-dir", str(tmp_path / "s"), *args, root=tmp_path)
     assert r.returncode == 2 and "will not write /etc/passwd" in r.stderr
     assert not (tmp_path / "etc/passwd").exists()
+
+
+def test_packed_command_through_testinfra_passes_every_argument():
+    """What --fix sends: lib.sh + script, gzip+base64, one sh -c; $0 and each argument arrive intact."""
+    import testinfra
+
+    from iommu_audit.fix import apply
+    host = apply.Host(testinfra.get_host("local://"))
+    r = host.run("bound-to-vfio", "--dry-run", "0000:06:00.0; touch /tmp/iommu-audit-injected")
+    assert r.rc == 2 and "is not a PCI address" in r.stderr and not Path("/tmp/iommu-audit-injected").exists()
+    r = host.run("vfio-modules", "--dry-run")
+    assert r.rc == 0 and "would write /etc/modules-load.d/vfio-pci.conf" in r.stdout
+    assert len(apply.command("cmdline-persistent")) < 6000  # dropbear refuses commands over 9000 bytes

@@ -1,0 +1,90 @@
+"""cmdline-persistent.sh with Debian's real grub-mkconfig (grub-common 2.06, /etc/grub.d scripts),
+in a private mount namespace: /etc, /usr overlaid (upper layers in a temp dir) and /boot a temp
+dir, so this machine's /etc and /boot never change. grub-probe is replaced by a stub that names a
+fixed root device: the real one would open this machine's disks.
+"""
+
+import base64
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from iommu_audit.fix import bootconfig
+from iommu_audit.fix.plan import FileChange
+from iommu_audit.parsers import cmdline
+from tests.e2e.harness.fixtures import skip_or_fail
+
+FIXES = Path(__file__).resolve().parents[2] / "fixes"
+CACHE = Path.home() / ".cache" / "iommu-audit" / "grub-common"
+DEBIAN = """# If you change this file, run 'update-grub' afterwards to update /boot/grub/grub.cfg.
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=5
+GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`
+GRUB_CMDLINE_LINUX_DEFAULT='quiet intel_iommu=off'  # was debugging DMAR faults
+GRUB_CMDLINE_LINUX="console=ttyS0,115200n8"
+"""
+NAMESPACE = r"""
+set -e
+t=$1 pkg=$2 fixes=$3; shift 3
+mkdir -p "$t/etc-low/default" "$t/etc-up" "$t/etc-wk" "$t/usr-low/sbin" "$t/usr-up" "$t/usr-wk" "$t/boot"
+cp -r "$pkg/etc/grub.d" "$t/etc-low/"
+printf '#!/bin/sh\ncase "$*" in *fs_uuid*) echo 6a1c0d2e-0000-4000-8000-000000000001;; *fs*) echo ext2;;\n*abstraction*|*partmap*) ;; *) echo /dev/vda1;; esac\n' > "$t/usr-low/sbin/grub-probe"
+chmod 755 "$t/usr-low/sbin/grub-probe"
+mount -t overlay iommu-audit-etc -o "lowerdir=$t/etc-low:/etc,upperdir=$t/etc-up,workdir=$t/etc-wk" /etc
+mount -t overlay iommu-audit-usr -o "lowerdir=$t/usr-low:$pkg/usr:/usr,upperdir=$t/usr-up,workdir=$t/usr-wk" /usr
+mount --bind "$t/boot" /boot
+mkdir -p /boot/grub && : > /boot/vmlinuz-6.1.0-99-amd64 && : > /boot/initrd.img-6.1.0-99-amd64
+cp "$t/grub.before" /etc/default/grub
+update-grub >"$t/update-grub.log" 2>&1
+cp /boot/grub/grub.cfg "$t/cfg.before"
+sh "$fixes/cmdline-persistent.sh" --step-dir "$t/step" "$@" >"$t/fix.log" 2>&1 || { cat "$t/fix.log"; exit 1; }
+cp /boot/grub/grub.cfg "$t/cfg.after"; cp /etc/default/grub "$t/grub.after"
+sh "$fixes/cmdline-persistent.sh" --undo --step-dir "$t/step" >"$t/undo.log" 2>&1 || { cat "$t/undo.log"; exit 1; }
+cp /boot/grub/grub.cfg "$t/cfg.undone"; cp /etc/default/grub "$t/grub.undone"
+"""
+
+
+def grub_common() -> Path:
+    """Debian's grub-common + grub2-common, unpacked (not installed) into the cache."""
+    root = CACHE / "root"
+    if (root / "usr/sbin/grub-mkconfig").exists():
+        return root
+    for tool in ("apt-get", "dpkg", "unshare"):
+        if not shutil.which(tool):
+            skip_or_fail(f"{tool} is missing")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["apt-get", "download", "grub-common", "grub2-common"], cwd=CACHE, capture_output=True,
+                       text=True, timeout=300)
+    if r.returncode != 0:
+        skip_or_fail(f"apt-get download grub-common failed: {r.stderr.strip()[-300:]}")
+    for deb in CACHE.glob("*.deb"):
+        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+    return root
+
+
+def linux_line(cfg: str) -> str:
+    return next(line for line in cfg.splitlines() if line.strip().startswith("linux"))
+
+
+def test_real_grub_mkconfig_gets_the_arguments_and_undo_restores(tmp_path, dl360):
+    import os
+    if os.geteuid() != 0:
+        skip_or_fail("needs root (mount namespace)")
+    pkg = grub_common()
+    (tmp_path / "grub.before").write_text(DEBIAN)
+    edit = bootconfig.needed(cmdline.params(cmdline.grub_cmdline([("/etc/default/grub", DEBIAN)])), dl360)
+    change = FileChange("/etc/default/grub", DEBIAN, bootconfig.edit_grub([("/etc/default/grub", DEBIAN)], edit)["/etc/default/grub"])
+    args = ["--boot", "grub", "--grub-cfg", "/boot/grub/grub.cfg", *[x for a in edit.add for x in ("--verify-arg", a)],
+            *change.args()]
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "--", "sh", "-c", NAMESPACE, "ns",
+                        str(tmp_path), str(pkg), str(FIXES), *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr + (tmp_path / "update-grub.log").read_text()
+    before, after = linux_line((tmp_path / "cfg.before").read_text()), linux_line((tmp_path / "cfg.after").read_text())
+    assert "intel_iommu=off" in before
+    assert "intel_iommu=off" not in after and "intel_iommu=on" in after and "iommu=pt" in after, after
+    assert "console=ttyS0,115200n8" in after and "quiet" in after
+    assert "# was debugging DMAR faults" in (tmp_path / "grub.after").read_text()
+    assert (tmp_path / "grub.undone").read_text() == DEBIAN
+    assert (tmp_path / "cfg.undone").read_text() == (tmp_path / "cfg.before").read_text()
