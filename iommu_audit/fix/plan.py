@@ -16,7 +16,7 @@ from iommu_audit.fix import bootconfig
 from iommu_audit.parsers import cmdline
 from iommu_audit.parsers.modules import modprobe_vfio_ids
 from iommu_audit.profile import Device, Disk, Profile
-from iommu_audit.rules import devices, disks, firmware, kernel, vms
+from iommu_audit.rules import devices, disks, firmware, kernel, overrides, vms
 from iommu_audit.verdict import Verdict
 
 # The only shape of PCI address that may reach a command (the brief's pattern, no VMD domains).
@@ -116,7 +116,8 @@ class _Planner:
         out: list[Step] = []
         for req, v in (("firmware-iommu", firmware.firmware_iommu(f, p)),
                        ("interrupt-remapping", kernel.interrupt_remapping(f, p)),
-                       ("no-known-blockers", kernel.no_known_blockers(f, p))):
+                       ("no-known-blockers", kernel.no_known_blockers(f, p)),
+                       ("no-unsafe-overrides", overrides.no_unsafe_overrides(f, p))):
             if not self.verdict(req, host, v).ok:
                 hint = p.firmware_hint if req == "firmware-iommu" and p.firmware_hint else v.fix
                 out.append(Step(req, host, f"{v.found}: {hint}", MANUAL))
@@ -234,6 +235,9 @@ class _Planner:
         if not present.ok:
             return [Step("device-present", d.name, f"{present.found}: {present.fix}", MANUAL)], [], []
         addr = checked_address(devices.locate(f, d))
+        rmrr = self.verdict("no-rmrr-lockout", d.name, firmware.no_rmrr_lockout(f, d))
+        if not rmrr.ok and not rmrr.skip:  # the kernel would refuse the device to VFIO: a firmware matter
+            return [Step("no-rmrr-lockout", d.name, f"{rmrr.found}: {rmrr.fix}", MANUAL)], [], []
         used = self.verdict("device-not-used-by-host", d.name, devices.device_not_used_by_host(f, d))
         group = self.verdict("iommu-group-clean", d.name, devices.iommu_group_clean(f, d, self.p))
         bound = self.verdict("bound-to-vfio", d.name, devices.bound_to_vfio(f, d))
