@@ -18,7 +18,7 @@ if [ "$UNDO" = 1 ]; then
 	records_reversed | while read -r kind a driver override; do
 		case $kind in
 		file) restore_file "$a" ;;
-		driverctl) run driverctl --nosave set-override "$a" "$driver"; run driverctl set-override "$a" "$driver" ;;
+		driverctl) run driverctl set-override "$a" "$driver" ;;
 		released) [ "$override" = - ] && override=; rebind "$a" "$override"
 			[ "$DRY" = 1 ] || [ "$(driver_of "$a")" = "$driver" ] || die 1 "$a is on $(driver_of "$a") after undo, expected $driver" ;;
 		esac
