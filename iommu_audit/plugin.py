@@ -8,6 +8,8 @@ are gathered once per host, on first use, and every check asserts on them.
 
 import datetime
 import html
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +19,20 @@ import testinfra
 from iommu_audit import drift, fleet, gather, profile as profiles
 from iommu_audit.facts import HostFacts
 from iommu_audit.fix import session as fix_session
-from iommu_audit.requirements import CATALOG, RECOMMENDED
+from iommu_audit.requirements import CATALOG, DEVICE, DISK, RECOMMENDED
 from iommu_audit.verdict import Verdict, failed, passed
 
 SUBJECTS = ("device", "host_device", "disk")
+PRESENCE = {DEVICE: "device-present", DISK: "disk-present"}  # what reports a device or disk as missing
+# The checkout the plugin runs from (installed editable): its checks and profiles are used
+# whatever root directory pytest picked from the command line ("--sysroot /x" moves it).
+PROJECT = Path(__file__).resolve().parent.parent
+CHECKS = PROJECT / "checks"
+PROFILES = PROJECT / "profiles"
+# Transports whose one command runs as it is: safe-ssh wraps it in mktemp/rm on the host, and
+# ansible's own modules (--force-ansible, or a connection testinfra cannot open itself) copy
+# files into the host's ~/.ansible/tmp. ansible:// is resolved to the ssh/paramiko/local host it names.
+READ_ONLY_TRANSPORTS = ("local", "ssh", "paramiko")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,6 +45,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     fleet.add_options(g)
     drift.add_options(g)
     fix_session.add_options(g)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """With --profile, the project is pytest's root directory, however the path options were written.
+
+    pytest picks its root before it knows plugin options: in "--sysroot /srv/copy" it takes
+    /srv/copy for a test path and roots the run there (test ids relative to the copy, its cache
+    written into it). It offers no public way to change that afterwards, so this sets what
+    --rootdir=<project> would have set, before anything uses it.
+    """
+    ns = early_config.known_args_namespace
+    if not ns.profile or ns.rootdir or early_config.rootpath == PROJECT or not CHECKS.is_dir():
+        return
+    if ns.confcutdir == str(early_config.rootpath):  # pytest derived it from the wrong root
+        ns.confcutdir = str(PROJECT)
+    early_config._rootpath = PROJECT
 
 
 @dataclass
@@ -67,18 +96,16 @@ class AuditState:
 STATE = pytest.StashKey[AuditState]()
 
 
-def _under_checks(config: pytest.Config, path: Path) -> bool:
-    checks_dir = config.rootpath / "checks"
-    return path == checks_dir or checks_dir in path.parents
+def _under_checks(path: Path) -> bool:
+    return path == CHECKS or CHECKS in path.parents
 
 
 def _collects_checks(config: pytest.Config) -> bool:
-    checks_dir = config.rootpath / "checks"
-    if not (checks_dir / "conftest.py").is_file():  # not an iommu-audit tree: stay out of the way
+    if not (CHECKS / "conftest.py").is_file():  # installed without its checkout: nothing to run
         return False
     for arg in config.args:
         path = Path(arg.split("::")[0]).resolve()
-        if _under_checks(config, path) or path in checks_dir.parents:  # checks/..., or a directory above it
+        if _under_checks(path) or path in CHECKS.parents:  # checks/..., or a directory above it
             return True
     return False
 
@@ -100,7 +127,7 @@ def _targets(config: pytest.Config) -> list[gather.Target]:
             path = Path(d)
             if not (path / "proc").is_dir() and not (path / "sys").is_dir():
                 raise pytest.UsageError(f"--sysroot {d}: not a host copy (no proc/ or sys/ inside); see README, 'Sysroot layout'")
-            targets.append(gather.Target(path.resolve().name, f"sysroot:{d}", sysroot=str(path.resolve())))
+            targets.append(gather.Target(_sysroot_name(path), f"sysroot:{d}", sysroot=str(path.resolve())))
     else:
         specs = opt.hosts.split(",") if opt.hosts else ["local://"]
         try:
@@ -111,11 +138,7 @@ def _targets(config: pytest.Config) -> list[gather.Target]:
                                         force_ansible=opt.force_ansible)
         except Exception as exc:  # testinfra raises RuntimeError/ValueError/ImportError for bad specs
             raise pytest.UsageError(f"--hosts {opt.hosts}: {exc}") from None
-        targets = []
-        for h in hosts:
-            local = h.backend.get_connection_type() == "local"
-            name = "local" if local else h.backend.get_hostname()
-            targets.append(gather.Target(name, h.backend.get_pytest_id(), host=h, inventory_vars=fleet.inventory_vars(h)))
+        targets = [_live_target(h) for h in hosts]
     if not targets:
         raise pytest.UsageError("no host to audit: the --facts file or --sysroot list is empty")
     names = [t.name for t in targets]
@@ -123,6 +146,46 @@ def _targets(config: pytest.Config) -> list[gather.Target]:
         if names.count(t.name) > 1:
             t.name = f"{t.name}.{i}"
     return targets
+
+
+def _sysroot_name(path: Path) -> str:
+    """The copy's directory name; for --sysroot=/ (this machine's files) the host name it holds."""
+    name = path.resolve().name
+    if name:
+        return name
+    for f in ("proc/sys/kernel/hostname", "etc/hostname"):
+        try:
+            name = (path / f).read_text(errors="replace").strip()
+        except OSError:
+            continue
+        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+            return name
+    return "sysroot"
+
+
+def _live_target(host) -> gather.Target:
+    """A testinfra host as a target, refused unless its transport runs the probe and writes nothing."""
+    backend = host.backend
+    kind = backend.get_connection_type()
+    inventory_vars = fleet.inventory_vars(host)
+    if kind == "ansible":
+        inner = None if backend.force_ansible else backend.ansible_runner.get_host(
+            backend.host, ssh_config=backend.ssh_config, ssh_identity_file=backend.ssh_identity_file)
+        if inner is None:
+            raise pytest.UsageError(f"--hosts ansible://{backend.host}: would run through Ansible modules, which "
+                                    "copy files into the host's ~/.ansible/tmp; the audit is read-only: drop "
+                                    "--force-ansible, or give the host an ssh, paramiko or local connection")
+        backend, kind, host = inner.backend, inner.backend.get_connection_type(), inner
+    if kind not in READ_ONLY_TRANSPORTS:
+        hint = ("safe-ssh:// creates and removes temporary files on the host (mktemp, rm); use ssh://"
+                if kind == "safe-ssh" else "the audit reads hosts over local://, ssh://, paramiko:// or ansible://")
+        raise pytest.UsageError(f"--hosts {kind}://{backend.get_hostname()}: refused: {hint}")
+    if kind == "local":
+        return gather.Target("local", "local://", host=host, inventory_vars=inventory_vars)
+    spec = backend.host  # HostSpec(name, port, user, password): two hosts behind one address differ by port
+    name = f"{spec.name}:{spec.port}" if spec.port else spec.name
+    user = f"{spec.user}@" if spec.user else ""
+    return gather.Target(name, f"{kind}://{user}{name}", host=host, inventory_vars=inventory_vars)
 
 
 class HtmlColumns:
@@ -148,28 +211,43 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError("--profile is required to run the checks, e.g. pytest --profile dl360-gen9 "
                                     "(a name from profiles/ or a path to a .yaml file)")
         return
-    if not (config.rootpath / "checks" / "conftest.py").is_file():
-        # pytest picks its root directory before it knows our options, so a value such as
-        # "--sysroot /elsewhere" can move the root away from the project and its checks.
-        raise pytest.UsageError(f"pytest chose {config.rootpath} as its root directory, which holds no iommu-audit "
-                                "checks: run from the iommu-audit directory and write path options with '=' "
-                                "(--profile=/path, --sysroot=/path, --facts=/path), "
-                                "or add --rootdir=<iommu-audit directory>")
+    if not (CHECKS / "conftest.py").is_file():
+        raise pytest.UsageError(f"iommu-audit is installed without its checks ({CHECKS} is missing): "
+                                "install it from a clone with: bash scripts/install.sh")
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        # No test path given: the checks, wherever pytest's root directory ended up.
+        config.args = [str(CHECKS)]
     try:
-        profile = profiles.load(config.getoption("profile"), config.rootpath / "profiles")
+        profile = profiles.load(config.getoption("profile"), PROFILES)
     except profiles.ProfileError as exc:
         raise pytest.UsageError(f"profile error: {exc}") from None
+    _check_save_facts(config.getoption("save_facts"))
     if "ansible://" in (config.option.hosts or ""):
         fleet.ansible_on_path()
     targets = _targets(config)
     config.stash[STATE] = AuditState(profile, targets, host_profiles=fleet.host_profiles(
-        config, targets, profile, config.rootpath / "profiles"))
+        config, targets, profile, PROFILES))
     drift.configure(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(fleet.XdistHooks(config.stash[STATE]), "iommu-audit-xdist")
     state = config.stash[STATE]
     if fix_session.check_options(config, state.targets):
         config.pluginmanager.register(fix_session.FixSession(config, state), "iommu-audit-fix")
+
+
+def _check_save_facts(path: str | None) -> None:
+    """Refuse an unwritable --save-facts path before the run, not after it (the results would be lost)."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise pytest.UsageError(f"--save-facts {path}: is a directory; give a file name, e.g. {target / 'facts.json'}")
+    parent = target.parent
+    if not parent.is_dir():
+        raise pytest.UsageError(f"--save-facts {path}: directory {parent} does not exist; create it or choose "
+                                "another path")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise pytest.UsageError(f"--save-facts {path}: not writable by this user; choose another path")
 
 
 def state_of(config: pytest.Config) -> AuditState:
@@ -225,12 +303,12 @@ class Judge:
                            ("found", verdict.found),
                            ("expected", verdict.expected), ("fix", verdict.fix), ("evidence", list(verdict.evidence))):
             node.user_properties.append((key, value))
-        if verdict.skip:
-            pytest.skip(verdict.skip)
-        if verdict.ok:
-            return
         subject = self.subject.name if self.subject else None
         host = self.host.name if self.host else "?"
+        if verdict.skip:
+            verdict = self._not_checked(verdict, subject, host)
+        if verdict.ok:
+            return
         message = self._message(verdict, subject, host)
         waiver = self._waiver(subject, host)
         today = datetime.date.today()
@@ -247,6 +325,16 @@ class Judge:
             message += f"\n  waiver:      {expired}"
         pytest.fail(message, pytrace=False)
 
+    def _not_checked(self, verdict: Verdict, subject: str | None, host: str) -> Verdict:
+        """A check that could not run on its device or disk fails, unless that device's presence is waived."""
+        presence = PRESENCE.get(self.requirement.scope)
+        waiver = self._waiver(subject, host, presence) if presence else None
+        if waiver and waiver.expires >= datetime.date.today():
+            pytest.skip(f"{verdict.skip} ({presence} waived until {waiver.expires}: {waiver.reason})")
+        fix = (f"make {subject} present on {host} (see {presence}), or waive {presence} for it while it is away"
+               if presence else "see the finding")
+        return failed(f"not checked: {verdict.skip}", f"{self.requirement.title}, proven", fix)
+
     def _message(self, v: Verdict, subject: str | None, host: str) -> str:
         # The first line is what pytest's short summary shows: make it the finding itself.
         lines = [f"[{self.requirement.id}] " + (f"{subject} on {host}" if subject else host) + f": {v.found}",
@@ -255,10 +343,11 @@ class Judge:
         lines += [f"  evidence:    {e}" for e in v.evidence]
         return "\n".join(lines)
 
-    def _waiver(self, subject: str | None, host: str):
+    def _waiver(self, subject: str | None, host: str, requirement: str | None = None):
         """The matching waiver that lasts longest: a renewal listed after an expired waiver wins."""
+        requirement = requirement or self.requirement.id
         matching = [w for w in self.state.profile_for(self.host).waivers
-                    if w.requirement == self.requirement.id and w.device in (None, subject) and w.host in (None, host)]
+                    if w.requirement == requirement and w.device in (None, subject) and w.host in (None, host)]
         return max(matching, key=lambda w: w.expires, default=None)
 
 
@@ -266,10 +355,10 @@ class Judge:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.stash.get(STATE, None) is None or session.testsfailed:  # collection errors speak for themselves
         return
-    if not any(_under_checks(config, item.path) for item in items):
+    if not any(_under_checks(item.path) for item in items):
         given = " ".join(config.args)
         raise pytest.UsageError(f"--profile given, but no audit check was selected: the test paths given ({given}) "
-                                f"hold none of the checks in {config.rootpath / 'checks'}; run without test paths, "
+                                f"hold none of the checks in {CHECKS}; run without test paths, "
                                 "or with paths under checks/ (e.g. checks/test_devices.py)")
 
 
@@ -294,20 +383,35 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
+    if state is None:
+        return
+    writer = session.config.get_terminal_writer()
+    if state.errors and session.exitstatus == pytest.ExitCode.OK:
+        # facts-gathered fails such a host, but -k may have deselected it: a host that was not read never passes.
+        writer.line(f"iommu-audit: not read, so not ready: {', '.join(sorted(state.errors))} (see facts-gathered)")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = session.config.getoption("save_facts", None)
-    if state is None or not path:
+    if not path:
         return
     if fleet.is_worker(session.config):  # the controller writes the file once, from every worker's hosts
         fleet.worker_output(session.config, state.gathered, state.errors)
         return
+    _save_facts(state, path, session, writer)
+
+
+def _save_facts(state: AuditState, path: str, session: pytest.Session, writer) -> None:
     for t in state.targets:
         state.gather(t)
     saved = [state.gathered[t.name] for t in state.targets if t.name in state.gathered]
-    writer = session.config.get_terminal_writer()
     for name, error in state.errors.items():
         if name not in state.gathered:
             writer.line(f"iommu-audit: facts of {name} not saved: {error}")
-    if saved:
-        gather.save(path, saved)
-    else:
+    if not saved:
         writer.line(f"iommu-audit: nothing gathered, {path} not written")
+        return
+    try:
+        gather.save(path, saved)
+    except OSError as exc:  # checked before the run; the disk may still fill up or the directory vanish
+        writer.line(f"iommu-audit: --save-facts {path}: not written ({exc.strerror})")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

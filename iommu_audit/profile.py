@@ -103,12 +103,26 @@ def resolve(name_or_path: str, profile_dir: Path) -> Path:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last, and aliases.
+
+    A profile has no use for aliases (*x, <<: *x), and a few lines of nested ones expand to
+    billions of nodes (the "billion laughs"): refuse them before anything is expanded.
+    """
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ProfileError(f"line {event.start_mark.line + 1}: YAML alias *{event.anchor} is not allowed "
+                               "in a profile; write the value out")
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):  # [a, b]: or {a: b}: as a key
+            raise ProfileError(f"line {key_node.start_mark.line + 1}: a key must be a plain name, "
+                               f"not a {key_node.id}")
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ProfileError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
@@ -124,6 +138,9 @@ _UniqueKeyLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Requirements no profile may downgrade or waive: without them nothing else was checked.
+ALWAYS_REQUIRED = {"facts-gathered": "cannot be downgraded or waived: a host that could not be read "
+                                     "was not checked, so it never passes; remove this entry"}
 
 
 def load(name_or_path: str, profile_dir: Path) -> Profile:
@@ -277,6 +294,8 @@ class _Validator:
     def severities(self, value) -> dict[str, str]:
         value = self.mapping(value, "severity", set(CATALOG))
         for req, sev in value.items():
+            if req in ALWAYS_REQUIRED:
+                self.fail(f"severity.{req}", ALWAYS_REQUIRED[req])
             if sev not in SEVERITIES:
                 self.fail(f"severity.{req}", f"{sev!r} is not one of: {', '.join(SEVERITIES)}")
         return dict(value)
@@ -301,6 +320,8 @@ class _Validator:
         req = self.string(w["requirement"], f"{where}.requirement")
         if req not in CATALOG:
             self.fail(f"{where}.requirement", f"{req!r} is not a requirement (see README: Requirements)")
+        if req in ALWAYS_REQUIRED:
+            self.fail(f"{where}.requirement", ALWAYS_REQUIRED[req])
         device = self.string(w["device"], f"{where}.device") if "device" in w else None
         if device is not None:
             self.waived_subject(device, CATALOG[req].scope, req, f"{where}.device", devices, disks)

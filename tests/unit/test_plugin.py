@@ -3,8 +3,7 @@
 Each test runs the real command line from the project root against the sample
 host, a broken copy of it (tests/sysroot.HostCopy), saved facts, an unreachable
 SSH host or this machine, and asserts on the exit code and what a person reads.
-Path options are written with '=' (--sysroot=/tmp/x): pytest picks its root
-directory before it knows plugin options, so "--sysroot /tmp/x" would move it.
+Hostile inputs (things that must never pass) live in tests/hostile/.
 """
 
 import dataclasses
@@ -13,71 +12,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from iommu_audit import gather, plugin
+from tests.cli import (ALL_CHECKS, BUNDLED, NVME1, UNBOUND_ID, assert_clean, assert_usage_error, counts, failed_ids,
+                       profile_with, run)
 from tests.conftest import PROJECT
 from tests.sysroot import HostCopy
-
-BUNDLED = (PROJECT / "profiles" / "dl360-gen9.yaml").read_text()
-NVME1 = "0000:06:00.0"  # ceph-nvme-1 of the profile, on vfio-pci in the sample
-UNBOUND_ID = "test_bound_to_vfio[dl360-gen9-01-ceph-nvme-1]"
-ALL_CHECKS = 43  # checks the dl360-gen9 profile gives one host
-
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m pytest *args` from the project root; .output is stdout and stderr together."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # no outer addopts/plugins
-    env["COLUMNS"] = "200"
-    proc = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    proc.output = proc.stdout + proc.stderr
-    return proc
-
-
-def counts(output: str) -> dict[str, int]:
-    """The final summary line as numbers: {'passed': 34, 'failed': 1}."""
-    line = [ln for ln in output.splitlines() if re.search(r"\bin [\d.]+s\b", ln)][-1]
-    found = re.findall(r"(\d+) (passed|failed|skipped|errors?|waived|advisory|xfailed|xpassed|deselected)", line)
-    return {("error" if kind.startswith("error") else kind): int(n) for n, kind in found}
-
-
-def failed_ids(output: str) -> list[str]:
-    return sorted(re.findall(r"^FAILED (\S+)", output, re.M))
-
-
-def assert_clean(proc: subprocess.CompletedProcess) -> None:
-    """No Python traceback, no pytest internal error."""
-    assert "Traceback" not in proc.output, proc.output
-    assert "INTERNALERROR" not in proc.output, proc.output
-
-
-def assert_usage_error(proc: subprocess.CompletedProcess, *fragments: str, after_collection: bool = False) -> str:
-    """Exit 4 with exactly one 'ERROR: ...' line holding every fragment; returns that line.
-
-    Found while collecting (after_collection), pytest has already printed its session header.
-    """
-    assert proc.returncode == 4, proc.output
-    assert_clean(proc)
-    if after_collection:
-        assert not re.search(r"\d+ (passed|failed)", proc.stdout), proc.stdout  # nothing ran
-    else:
-        assert proc.stdout == "", proc.stdout
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("ERROR: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-def profile_with(tmp_path: Path, old: str, new: str, name: str = "site.yaml") -> Path:
-    assert old in BUNDLED
-    path = tmp_path / name
-    path.write_text(BUNDLED.replace(old, new, 1))
-    return path
 
 
 def waiver_profile(tmp_path: Path, *expires: str) -> Path:
@@ -179,13 +122,67 @@ def test_paths_under_checks_are_selected():
     assert counts(proc.output) == {"passed": 1}
 
 
-def test_sysroot_outside_project_needs_equals_sign(unbound):
-    # With a space pytest takes the path for a test path and derives its root directory from it
-    # (the path itself, or a common parent with the working directory, depending on where both are).
-    proc = run("--profile=dl360-gen9", "--sysroot", str(unbound.root))
-    line = assert_usage_error(proc, "as its root directory, which holds no iommu-audit checks", "--sysroot=/path")
-    chosen = Path(line.split("pytest chose ", 1)[1].split(" as its root directory")[0])
-    assert chosen == unbound.root or chosen in unbound.root.parents
+@pytest.mark.parametrize("where", ["inside", "outside"])
+@pytest.mark.parametrize("spelling", ["space", "equals"])
+@pytest.mark.parametrize("source", ["sysroot", "facts"])
+def test_path_options_with_space_or_equals(tmp_path, unbound, where, spelling, source):
+    # pytest picks its root directory before it knows plugin options, and takes the value after
+    # "--sysroot" for a test path: the root, the test ids and its cache must not follow it.
+    def opt(name: str, value) -> list[str]:
+        return [name, str(value)] if spelling == "space" else [f"{name}={value}"]
+
+    profile = shutil.copy(PROJECT / "profiles" / "dl360-gen9.yaml", tmp_path / "site.yaml")
+    saved = tmp_path / "saved" / "facts.json"
+    saved.parent.mkdir()
+    if source == "facts":
+        saved.write_text(gather_file(unbound))
+        target = opt("--facts", saved)
+    else:
+        target = opt("--sysroot", unbound.root) + opt("--save-facts", saved)
+    before = sorted(p.name for p in unbound.root.iterdir())
+    cwd = PROJECT if where == "inside" else tmp_path
+    proc = run(*opt("--profile", profile), *target, cwd=cwd)
+    assert proc.returncode == 1, proc.output
+    assert f"rootdir: {PROJECT}" in proc.output
+    assert counts(proc.output) == {"failed": 1, "passed": ALL_CHECKS - 1}
+    assert re.search(rf"^FAILED (\.\./)*\S*checks/test_devices.py::{re.escape(UNBOUND_ID)} ", proc.output, re.M)
+    assert sorted(p.name for p in unbound.root.iterdir()) == before  # nothing written into the copy
+    assert json.loads(saved.read_text())["hosts"][0]["name"] == "dl360-gen9-01"
+    assert_clean(proc)
+
+
+def gather_file(host: HostCopy) -> str:
+    g = host.gathered()
+    return json.dumps({"format": gather.FACTS_FORMAT, "hosts": [g.__dict__]})
+
+
+def test_outside_the_clone_without_options_is_not_an_audit(tmp_path):
+    # The plugin is installed in the venv: plain pytest elsewhere must not demand a profile or run checks.
+    (tmp_path / "test_other.py").write_text("def test_other():\n    assert 1 + 1 == 2\n")
+    proc = run(cwd=tmp_path)
+    assert proc.returncode == 0, proc.output
+    assert counts(proc.output) == {"passed": 1}
+
+
+def test_sysroot_of_this_machine_is_named_after_it():
+    # "--sysroot=/" reads this machine's files offline; its id must not be empty.
+    hostname = Path("/proc/sys/kernel/hostname").read_text().strip()
+    proc = run("--profile=dl360-gen9", "--sysroot=/", "-k", "facts_gathered")
+    assert f"test_facts_gathered[{hostname}]" in proc.stdout or f"{hostname} (sysroot:/)" in proc.output, proc.output
+    assert f"iommu-audit hosts: {hostname} (sysroot:/)" in proc.output
+    assert_clean(proc)
+
+
+def test_two_hosts_behind_one_address_are_told_apart():
+    # A lab forwards one address's ports to several hosts: ids and headers keep the port.
+    proc = run("--profile=dl360-gen9", "--hosts=ssh://root@127.0.0.1:1?timeout=3,ssh://root@127.0.0.1:2?timeout=3",
+               "-k", "facts_gathered", timeout=60)
+    assert proc.returncode == 1, proc.output
+    assert "iommu-audit hosts: 127.0.0.1:1 (ssh://root@127.0.0.1:1), 127.0.0.1:2 (ssh://root@127.0.0.1:2)" \
+        in proc.output
+    assert failed_ids(proc.output) == ["checks/test_host.py::test_facts_gathered[127.0.0.1:1]",
+                                       "checks/test_host.py::test_facts_gathered[127.0.0.1:2]"]
+    assert_clean(proc)
 
 
 # --- findings: required, recommended, waived ------------------------------------------------------
@@ -326,10 +323,10 @@ def test_unreachable_host_fails_facts_gathered_and_skips_the_rest(unreachable):
     proc = unreachable
     assert proc.returncode == 1, proc.output
     assert counts(proc.output) == {"failed": 1, "skipped": ALL_CHECKS - 1}
-    assert failed_ids(proc.output) == ["checks/test_host.py::test_facts_gathered[127.0.0.1]"]
-    section = proc.output.split("test_facts_gathered[127.0.0.1]", 1)[1]
-    assert "[facts-gathered]" in section and "ssh://127.0.0.1" in section
-    assert "no facts from 127.0.0.1: see test_facts_gathered[127.0.0.1]" in proc.output  # the skip reason
+    assert failed_ids(proc.output) == ["checks/test_host.py::test_facts_gathered[127.0.0.1:1]"]
+    section = proc.output.split("test_facts_gathered[127.0.0.1:1]", 1)[1]
+    assert "[facts-gathered]" in section and "ssh://root@127.0.0.1:1" in section
+    assert "no facts from 127.0.0.1:1: see test_facts_gathered[127.0.0.1:1]" in proc.output  # the skip reason
     assert_clean(proc)
 
 

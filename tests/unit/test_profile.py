@@ -322,6 +322,35 @@ def test_duplicate_top_level_key(tmp_path):
     assert f"line {len(text.splitlines())}: duplicate key 'devices'" in msg
 
 
+@pytest.mark.parametrize("key, kind", [("[vm, name]", "sequence"), ("{vm: 1}", "mapping")])
+def test_key_that_is_not_a_plain_name(tmp_path, key, kind):
+    # A list as a key used to crash the duplicate-key check (unhashable).
+    text = edit("    vm: z-ceph-2\n", f"    vm: z-ceph-2\n    ? {key}\n    : 1\n")
+    line = text.splitlines().index("    vm: z-ceph-2") + 2
+    assert error(tmp_path, text).endswith(f": line {line}: a key must be a plain name, not a {kind}")
+
+
+@pytest.mark.parametrize("use", ["  vm: *vm\n", "  <<: *dev\n"])
+def test_yaml_aliases_are_refused(tmp_path, use):
+    # Refused before expansion: nested aliases ("billion laughs") would exhaust memory.
+    text = edit("    vm: z-ceph-2\n", "    vm: &vm z-ceph-2\n").replace("devices:\n  - ", "devices:\n  - &dev\n    ", 1)
+    text += "extra:\n" + use
+    msg = error(tmp_path, text)
+    anchor = "vm" if "*vm" in use else "dev"
+    assert f": YAML alias *{anchor} is not allowed in a profile; write the value out" in msg, msg
+
+
+@pytest.mark.parametrize("section", ["severity", "waivers"])
+def test_facts_gathered_is_always_required(tmp_path, section):
+    if section == "severity":
+        text, where = edit("vfio-ids-scope: required", "facts-gathered: recommended"), "severity.facts-gathered"
+    else:
+        text = edit("waivers: []", "waivers:\n  - requirement: facts-gathered\n    reason: lab host\n"
+                                   "    expires: 2099-01-31\n    approved_by: j.doe")
+        where = "waivers[0].requirement"
+    assert f": {where}: cannot be downgraded or waived" in error(tmp_path, text)
+
+
 def test_invalid_yaml(tmp_path):
     text = edit('    id: "144d:a808"\n    vm: z-ceph-2', '    id: "144d:a808\n    vm: z-ceph-2')
     msg = error(tmp_path, text)
