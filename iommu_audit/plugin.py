@@ -72,6 +72,7 @@ class AuditState:
     errors: dict[str, str] = field(default_factory=dict)
     facts: dict[str, HostFacts] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # waivers and advisories, for the summary
+    unread: set[str] = field(default_factory=set)  # hosts whose checks were skipped for want of facts
     host_profiles: dict[str, profiles.Profile] = field(default_factory=dict)  # per host; else `profile`
     fix_runs: list[dict] = field(default_factory=list)  # one per host and --fix/--undo run (fix/session.py)
 
@@ -230,6 +231,7 @@ def pytest_configure(config: pytest.Config) -> None:
     drift.configure(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(fleet.XdistHooks(config.stash[STATE]), "iommu-audit-xdist")
+    config.pluginmanager.register(UnreadHosts(config.stash[STATE]), "iommu-audit-unread-hosts")
     state = config.stash[STATE]
     if fix_session.check_options(config, state.targets):
         config.pluginmanager.register(fix_session.FixSession(config, state), "iommu-audit-fix")
@@ -373,22 +375,38 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return None
 
 
+UNREAD = "iommu-audit-unread-host"  # user property of a check skipped for want of its host's facts
+
+
+class UnreadHosts:
+    """Collects the hosts whose checks were skipped for want of facts, from the test reports:
+    under pytest-xdist the workers gather, and only reports reach the controller that decides."""
+
+    def __init__(self, state: AuditState):
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped:
+            self.state.unread.update(value for key, value in report.user_properties if key == UNREAD)
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state and state.notes:
         terminalreporter.section("iommu-audit: waived and recommended (not required) findings")
         for note in state.notes:
             terminalreporter.line(note)
+    if state and state.unread:
+        terminalreporter.line(f"iommu-audit: not read, so not ready: {', '.join(sorted(state.unread))} "
+                              "(see facts-gathered)")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None:
         return
-    writer = session.config.get_terminal_writer()
-    if state.errors and session.exitstatus == pytest.ExitCode.OK:
+    if state.unread and session.exitstatus == pytest.ExitCode.OK:
         # facts-gathered fails such a host, but -k may have deselected it: a host that was not read never passes.
-        writer.line(f"iommu-audit: not read, so not ready: {', '.join(sorted(state.errors))} (see facts-gathered)")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = session.config.getoption("save_facts", None)
     if not path:
@@ -396,10 +414,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if fleet.is_worker(session.config):  # the controller writes the file once, from every worker's hosts
         fleet.worker_output(session.config, state.gathered, state.errors)
         return
-    _save_facts(state, path, session, writer)
+    _save_facts(state, path, session)
 
 
-def _save_facts(state: AuditState, path: str, session: pytest.Session, writer) -> None:
+def _save_facts(state: AuditState, path: str, session: pytest.Session) -> None:
+    writer = session.config.get_terminal_writer()
     for t in state.targets:
         state.gather(t)
     saved = [state.gathered[t.name] for t in state.targets if t.name in state.gathered]
