@@ -169,24 +169,25 @@ def _live_target(host) -> gather.Target:
     backend = host.backend
     kind = backend.get_connection_type()
     inventory_vars = fleet.inventory_vars(host)
-    if kind == "ansible":
+    if kind == "ansible":  # named as in the inventory, run through the connection testinfra opens itself
+        name = backend.host
         inner = None if backend.force_ansible else backend.ansible_runner.get_host(
-            backend.host, ssh_config=backend.ssh_config, ssh_identity_file=backend.ssh_identity_file)
-        if inner is None:
-            raise pytest.UsageError(f"--hosts ansible://{backend.host}: would run through Ansible modules, which "
-                                    "copy files into the host's ~/.ansible/tmp; the audit is read-only: drop "
+            name, ssh_config=backend.ssh_config, ssh_identity_file=backend.ssh_identity_file)
+        if inner is None or inner.backend.get_connection_type() not in READ_ONLY_TRANSPORTS:
+            raise pytest.UsageError(f"--hosts ansible://{name}: would run through Ansible modules (copied into the "
+                                    "host's ~/.ansible/tmp) or a container transport; the audit is read-only: drop "
                                     "--force-ansible, or give the host an ssh, paramiko or local connection")
-        backend, kind, host = inner.backend, inner.backend.get_connection_type(), inner
+        return gather.Target(name, f"ansible://{name}", host=inner, inventory_vars=inventory_vars)
     if kind not in READ_ONLY_TRANSPORTS:
         hint = ("safe-ssh:// creates and removes temporary files on the host (mktemp, rm); use ssh://"
                 if kind == "safe-ssh" else "the audit reads hosts over local://, ssh://, paramiko:// or ansible://")
         raise pytest.UsageError(f"--hosts {kind}://{backend.get_hostname()}: refused: {hint}")
     if kind == "local":
-        return gather.Target("local", "local://", host=host, inventory_vars=inventory_vars)
+        return gather.Target("local", "local://", host=host)
     spec = backend.host  # HostSpec(name, port, user, password): two hosts behind one address differ by port
     name = f"{spec.name}:{spec.port}" if spec.port else spec.name
     user = f"{spec.user}@" if spec.user else ""
-    return gather.Target(name, f"{kind}://{user}{name}", host=host, inventory_vars=inventory_vars)
+    return gather.Target(name, f"{kind}://{user}{name}", host=host)
 
 
 class HtmlColumns:

@@ -183,3 +183,15 @@ def test_other_transports_are_refused():
     proc = run("--profile=dl360-gen9", "--hosts=docker://some-container")
     assert_usage_error(proc, "--hosts docker://some-container: refused",
                        "local://, ssh://, paramiko:// or ansible://")
+
+
+@pytest.mark.parametrize("case", ["force-ansible", "winrm-connection"])
+def test_ansible_through_its_modules_is_refused(tmp_path, case):
+    # Ansible's shell module copies AnsiballZ files into the host's ~/.ansible/tmp before running.
+    pytest.importorskip("ansible")
+    connection = "local" if case == "force-ansible" else "winrm"
+    (tmp_path / "inventory.yml").write_text(f"all:\n  hosts:\n    kvm-a: {{ansible_connection: {connection}}}\n")
+    extra = ["--force-ansible"] if case == "force-ansible" else []
+    proc = run("--profile=dl360-gen9", "--hosts=ansible://kvm-a", f"--ansible-inventory={tmp_path / 'inventory.yml'}",
+               *extra, timeout=120)
+    assert_usage_error(proc, "--hosts ansible://kvm-a: would run through Ansible modules", "drop --force-ansible")
