@@ -103,3 +103,36 @@ def test_iommu_not_on(boot_guest, tmp_path, name, iommu, cmdline, expect):
         tid = f"{test}[{name}]"
         assert run.outcome(tid) == outcome, run.messages.get(tid)
         assert text in run.messages.get(tid, ""), run.messages.get(tid)
+
+
+def test_real_reserved_regions_and_live_vfio_parameter(compliant, tmp_path):
+    """The platform section meets the real kernel: every group's reserved_regions (emulated VT-d: the
+    IOAPIC/MSI window, no RMRR) and the live allow_unsafe_interrupts parameter, read over SSH in one probe."""
+    import testinfra
+
+    from iommu_audit import gather
+    from iommu_audit.parsers.platform import Region
+    from iommu_audit.profile import Device
+    from iommu_audit.rules import firmware, overrides
+
+    host = testinfra.get_host(f"ssh://{compliant.name}", ssh_config=str(compliant.ssh_config_path))
+
+    def facts():
+        return gather.parse(gather.gather(gather.Target(compliant.name, f"ssh://{compliant.name}", host=host)))
+
+    f = facts()
+    assert f.groups and set(f.platform.reserved) == set(f.groups)
+    msi = Region(0xFEE00000, 0xFEEFFFFF, "msi")  # intel_iommu_get_resv_regions: IOAPIC_RANGE as IOMMU_RESV_MSI
+    assert all(msi in regions and all(r.type != "direct" for r in regions) for regions in f.platform.reserved.values())
+    nvme = Device("ceph-nvme-1", QEMU_NVME_ID, "z-ceph-1", address=compliant.nvme_addresses[0])
+    v = firmware.no_rmrr_lockout(f, nvme)
+    assert v.ok and "msi" in v.found and "reserved_regions" in v.evidence[0]
+    param = "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts"
+    assert f.platform.params["vfio_iommu_type1/parameters/allow_unsafe_interrupts"] == "N"
+    assert overrides.no_unsafe_overrides(f, None).ok
+    compliant.run(f"echo Y > {param}", check=True)
+    try:
+        v = overrides.no_unsafe_overrides(facts(), None)
+    finally:
+        compliant.run(f"echo N > {param}", check=True)
+    assert not v.ok and f"{param} = Y (active now)" in v.evidence
