@@ -83,6 +83,6 @@ def cmdline_no_foreign_iommu_args(facts: HostFacts, profile: Profile) -> Verdict
         return passed("no invalid amd_iommu= option on the command line")
     words = " ".join(f"amd_iommu={o}" for o in bad)
     evidence = [f"/proc/cmdline: {facts.cmdline}"] + [f.line for f in facts.findings("amd_unknown_option")]
-    return failed(f"{words}: not a valid option (the AMD IOMMU parser still reads it on this Intel host and warns); "
-                  "it has no effect here and misleads whoever reads the command line",
+    return failed(f"{words}: not a valid amd_iommu option (6.1+ kernels log 'AMD-Vi: Unknown option', older ones "
+                  "ignore it); it has no effect on this Intel host and misleads whoever reads the command line",
                   "no amd_iommu= option the kernel rejects", f"remove {words} from the boot configuration", evidence)
