@@ -184,7 +184,7 @@ sec platform
 for g in "$R"/sys/kernel/iommu_groups/*; do
 	[ -f "$g/reserved_regions" ] || continue
 	printf "resv\t%s\n" "${g##*/}"
-	sed "s/^/resv$TAB${g##*/}$TAB/" "$g/reserved_regions" 2>/dev/null
+	while read -r l || [ -n "$l" ]; do printf "resv\t%s\t%s\n" "${g##*/}" "$l"; done 2>/dev/null < "$g/reserved_regions"
 done
 for d in "$R"/sys/bus/pci/devices/*; do
 	[ -e "$d" ] && printf "numa\t%s\t%s\n" "${d##*/}" "$(val "$d/numa_node")"
