@@ -1,18 +1,45 @@
-"""Two hosts at once through --hosts: every result is attributed to its host."""
+"""Fleets on real kernels: two guests booted once for the module.
 
-from tests.e2e.audit_run import QEMU_NVME_ID, audit, ssh_args, write_profile
+e2e-fleet-a is a ready host (VT-d on, one NVMe on vfio-pci for z-ceph-1, kept by driverctl,
+defined by a real libvirtd); e2e-fleet-b has intel_iommu=off. Audited as a user does: plain
+--hosts, an Ansible inventory with a profile per host and -n 2, --baseline drift, and
+`iommu-audit discover` over SSH.
+"""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.e2e.audit_run import PROJECT, QEMU_NVME_ID, audit, put_file, ssh_args, write_profile
+
+GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on"\nGRUB_CMDLINE_LINUX=""\n'
 
 
-def test_fleet_one_compliant_one_not(boot_guest, tmp_path):
-    good = boot_guest("e2e-fleet-a", fresh=True, iommu="intel", cmdline_extra="intel_iommu=on", nvme=1)
-    bad = boot_guest("e2e-fleet-b", fresh=True, iommu="intel", cmdline_extra="intel_iommu=off", nvme=1)
-    try:
-        good.bind_vfio(good.nvme_addresses[0])
-        devices = [{"name": "ceph-nvme-1", "address": good.nvme_addresses[0], "id": QEMU_NVME_ID, "vm": "z-ceph-1"}]
-        run = audit(tmp_path, write_profile(tmp_path / "fleet.yaml", devices=devices), *ssh_args(good, bad))
-    finally:
-        good.close()
-        bad.close()
+@pytest.fixture(scope="module")
+def rack(boot_guest, libvirtd_server):
+    good = boot_guest("e2e-fleet-a", iommu="intel", cmdline_extra="intel_iommu=on", nvme=2)
+    bad = boot_guest("e2e-fleet-b", iommu="intel", cmdline_extra="intel_iommu=off", nvme=1)
+    addr = good.nvme_addresses[0]
+    good.bind_vfio(addr)
+    put_file(good, f"/etc/driverctl.d/pci-{addr}", "vfio-pci\n")
+    libvirtd_server.define_domain("z-ceph-1")
+    libvirtd_server.attach_hostdev("z-ceph-1", addr)
+    put_file(good, "/etc/libvirt/qemu/z-ceph-1.xml", libvirtd_server.dumpxml("z-ceph-1"))
+    put_file(good, "/etc/default/grub", GRUB)
+    return good, bad
+
+
+def ceph(guest) -> dict:
+    return {"name": "ceph-nvme-1", "address": guest.nvme_addresses[0], "id": QEMU_NVME_ID, "vm": "z-ceph-1"}
+
+
+def test_plain_hosts_one_compliant_one_not(rack, tmp_path):
+    good, bad = rack
+    run = audit(tmp_path, write_profile(tmp_path / "fleet.yaml", devices=[ceph(good)]), *ssh_args(good, bad))
     assert run.rc == 1
     assert run.outcome("test_cmdline_iommu[e2e-fleet-a]") == "passed"
     assert run.outcome("test_iommu_active[e2e-fleet-a]") == "passed"
@@ -21,3 +48,91 @@ def test_fleet_one_compliant_one_not(boot_guest, tmp_path):
     assert run.outcome("test_iommu_active[e2e-fleet-b]") == "failed"
     assert run.outcome("test_bound_to_vfio[e2e-fleet-b-ceph-nvme-1]") == "failed"
     assert "e2e-fleet-b" in run.messages["test_iommu_active[e2e-fleet-b]"]
+
+
+@pytest.fixture(scope="module")
+def golive(rack, tmp_path_factory):
+    """An Ansible inventory run with -n 2, a profile per host (group and host variable); its
+    --save-facts file is the go-live baseline of the drift tests."""
+    good, bad = rack
+    tmp = tmp_path_factory.mktemp("inventory")
+    write_profile(tmp / "ceph-node.yaml", devices=[ceph(good)])
+    kept = {"name": "system-nvme", "address": bad.nvme_addresses[0], "id": QEMU_NVME_ID, "host": True}
+    write_profile(tmp / "plain-node.yaml", devices=[kept])
+    (tmp / "inventory.yml").write_text(yaml.safe_dump({"all": {"children": {"rack1": {
+        "vars": {"ansible_user": "root", "iommu_audit_profile": str(tmp / "ceph-node.yaml")},
+        "hosts": {good.name: None, bad.name: {"iommu_audit_profile": str(tmp / "plain-node.yaml")}}}}}}))
+    _, config = ssh_args(good, bad)  # hosts are ssh aliases: the inventory names are what ssh resolves
+    run = audit(tmp, tmp / "ceph-node.yaml", "--hosts=ansible://rack1", f"--ansible-inventory={tmp / 'inventory.yml'}",
+                config, "-n", "2", "-vv", f"--save-facts={tmp / 'golive.json'}")
+    return run, tmp / "golive.json"
+
+
+def test_inventory_hosts_judged_by_their_own_profiles_in_parallel(rack, golive):
+    run, saved = golive
+    assert run.rc == 1, run.output
+    # e2e-fleet-a: the ceph-node profile (group variable), all green.
+    assert {t for t in run.failed() if "e2e-fleet-a" in t} == set()
+    assert run.outcome("test_bound_to_vfio[e2e-fleet-a-ceph-nvme-1]") == "passed"
+    assert run.outcome("test_assigned_to_vm[e2e-fleet-a-ceph-nvme-1]") == "passed"
+    # e2e-fleet-b: the plain-node profile (host variable): its NVMe stays with the host, no ceph device.
+    assert run.outcome("test_host_device_kept[e2e-fleet-b-system-nvme]") == "passed"
+    assert not [t for t in run.outcomes if t.startswith("test_bound_to_vfio[e2e-fleet-b")]
+    assert run.outcome("test_iommu_active[e2e-fleet-b]") == "failed"
+    assert "profile ceph-node" in run.output and "profile plain-node" in run.output
+    # Each host on one worker (so probed once), the two hosts on different workers.
+    workers = {}
+    for gw, host in re.findall(r"\[(gw\d)\] .*?::test_\w+\[(e2e-fleet-[ab])", run.output):
+        workers.setdefault(host, set()).add(gw)
+    assert len(workers) == 2 and all(len(w) == 1 for w in workers.values()) and workers["e2e-fleet-a"] != workers["e2e-fleet-b"]
+    assert sorted(h["name"] for h in json.loads(saved.read_text())["hosts"]) == ["e2e-fleet-a", "e2e-fleet-b"]
+
+
+def test_drift_after_rebind_and_after_vm_definition_change(rack, golive, libvirtd_server, tmp_path):
+    good, _ = rack
+    _, baseline = golive
+    profile = write_profile(tmp_path / "ceph-node.yaml", devices=[ceph(good)])
+    addr = good.nvme_addresses[0]
+    drift_id = "test_device_no_drift[e2e-fleet-a-ceph-nvme-1]"
+
+    assert good.unbind_vfio(addr) == "nvme"
+    try:
+        rebound = audit(tmp_path, profile, *ssh_args(good), f"--baseline={baseline}")
+    finally:
+        good.bind_vfio(addr)
+    assert rebound.outcome(drift_id) == "failed"
+    assert "driver: vfio-pci -> nvme" in rebound.messages[drift_id]
+    assert rebound.outcome("test_no_drift[e2e-fleet-a]") == "passed"
+
+    # A second VM definition now also passes the device (written by the real libvirtd).
+    libvirtd_server.define_domain("z-other")
+    libvirtd_server.attach_hostdev("z-other", addr)
+    put_file(good, "/etc/libvirt/qemu/z-other.xml", libvirtd_server.dumpxml("z-other"))
+    try:
+        edited = audit(tmp_path, profile, *ssh_args(good), f"--baseline={baseline}")
+    finally:
+        good.run("rm -f /etc/libvirt/qemu/z-other.xml", check=True)
+        libvirtd_server.undefine("z-other")
+    assert edited.failed() == {drift_id, "test_assigned_to_vm[e2e-fleet-a-ceph-nvme-1]"}, edited.output
+    assert "VMs holding it: z-ceph-1 (managed) -> z-ceph-1 (managed), z-other (managed)" in edited.messages[drift_id]
+
+
+def test_discover_over_ssh_gives_a_profile_that_audits_the_guest(rack, tmp_path):
+    good, _ = rack
+    out = tmp_path / "e2e-fleet-a.yaml"
+    _, config = ssh_args(good)
+    proc = subprocess.run([sys.executable, "-m", "iommu_audit.discover", "discover", str(out),
+                           f"--hosts=ssh://{good.name}", config],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    doc = yaml.safe_load(out.read_text())
+    by_address = {d["address"]: d for d in doc["devices"]}
+    # The VM libvirt names for the vfio-bound NVMe; the other NVMe (serial read live) and the NIC stay on the host.
+    assert by_address[good.nvme_addresses[0]]["vm"] == "z-ceph-1"
+    assert by_address[good.nvme_addresses[1]]["host"] is True
+    assert by_address[good.nvme_addresses[1]]["serial"] == good.nvme_serials[1]
+    assert by_address[good.nic_address]["host"] is True
+    run = audit(tmp_path, out, *ssh_args(good))
+    assert run.rc == 0, run.output
+    assert run.outcome(f"test_bound_to_vfio[e2e-fleet-a-{by_address[good.nvme_addresses[0]]['name']}]") == "passed"
+    assert run.outcome(f"test_host_device_kept[e2e-fleet-a-{by_address[good.nic_address]['name']}]") == "passed"
