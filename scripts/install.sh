@@ -2,6 +2,7 @@
 # Install iommu-audit into ./.venv (Debian/Ubuntu; run from anywhere).
 #   bash scripts/install.sh          the audit: Python, pytest, testinfra, pytest-html, PyYAML
 #   bash scripts/install.sh --tests  also what the real-kernel tests need (QEMU, libvirt, ...)
+# Then `. .venv/bin/activate` puts pytest (with the audit plugin) and iommu-audit on your PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -21,8 +22,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
 	python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e .
+# The project is installed editable: only a change to pyproject.toml (dependencies, entry
+# points) needs pip again, so a re-run skips it.
+stamp=.venv/.iommu-audit-installed
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || ! .venv/bin/python -c 'import iommu_audit.plugin' 2>/dev/null; then
+	.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+	.venv/bin/python -m pip install -q -e .
+	echo "$wanted" >"$stamp"
+fi
 
 if [ "${1:-}" = "--tests" ]; then
 	apt_updated=1

@@ -37,6 +37,8 @@ NVME_MODEL = "QEMU NVMe Ctrl"  # QEMU's default model string -> by-id nvme-QEMU_
 DISK_BYTES = 64 * 1024 * 1024
 
 _KVM_OK: bool | None = None
+_KVM_WHY = ""
+_ACCEL_USED: tuple[str, str] | None = None  # (mode, why) of the last accel(), for accel_line()
 
 
 class GuestBootError(RuntimeError):
@@ -73,21 +75,31 @@ def accel(image: GuestImage) -> str:
     run), so the probe boots the guest kernel with rdinit=/nonexistent and waits
     for its panic message, which proves vCPUs executed the kernel.
     """
-    global _KVM_OK
+    global _KVM_OK, _KVM_WHY, _ACCEL_USED
     forced = os.environ.get("IOMMU_AUDIT_ACCEL")
     if forced in ("kvm", "tcg"):
+        _ACCEL_USED = (forced, f"IOMMU_AUDIT_ACCEL={forced}")
         return forced
     if _KVM_OK is None:
-        _KVM_OK = _probe_kvm(image)
-    return "kvm" if _KVM_OK else "tcg"
+        _KVM_OK, _KVM_WHY = _probe_kvm(image)
+    _ACCEL_USED = ("kvm" if _KVM_OK else "tcg", _KVM_WHY)
+    return _ACCEL_USED[0]
 
 
-def _probe_kvm(image: GuestImage) -> bool:
+def accel_line() -> str:
+    """One line for the test run: which accelerator the guests used and why; '' if none booted."""
+    if _ACCEL_USED is None:
+        return ""
+    mode, why = _ACCEL_USED
+    return f"e2e guests ran under {'KVM' if mode == 'kvm' else 'TCG (software emulation: slow)'}: {why}"
+
+
+def _probe_kvm(image: GuestImage) -> tuple[bool, str]:
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
         os.close(fd)
-    except OSError:
-        return False
+    except OSError as exc:
+        return False, f"/dev/kvm cannot be opened ({exc.strerror})"
     cmd = ["qemu-system-x86_64", "-machine", "q35", "-accel", "kvm", "-cpu", "host",
            "-m", "256", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
            "-kernel", str(image.kernel), "-append", "console=ttyS0 panic=-1 rdinit=/nonexistent"]
@@ -95,8 +107,11 @@ def _probe_kvm(image: GuestImage) -> bool:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
                              stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return False
-    return "Kernel panic" in res.stdout or "VFS: Unable to mount root" in res.stdout
+        return False, "/dev/kvm opens, but a test boot under KVM did not reach the kernel within 30 s"
+    if "Kernel panic" in res.stdout or "VFS: Unable to mount root" in res.stdout:
+        return True, "/dev/kvm ran a test boot of the guest kernel"
+    last = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+    return False, f"/dev/kvm opens, but QEMU could not run the guest kernel under KVM ({last})"
 
 
 class Guest:
