@@ -65,7 +65,7 @@ def clone(tmp_path_factory) -> Path:
     output = proc.stdout + proc.stderr
     assert proc.returncode in (0, 1), f"{setup}: exit code {proc.returncode}\n{output}"
     assert "Traceback" not in output, output
-    last = output.strip().splitlines()[-1]
+    last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("iommu-audit: verdict for this host"), output[-3000:]  # the last line is the verdict
     return root
 
