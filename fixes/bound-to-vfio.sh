@@ -28,7 +28,12 @@ if [ "$UNDO" = 1 ]; then
 fi
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
-for a in "$@"; do valid_address "$a"; [ -e "$(pci_dir "$a")" ] || die 3 "no PCI device $a on this host"; done
+for a in "$@"; do
+	valid_address "$a"
+	[ -e "$(pci_dir "$a")" ] || die 3 "no PCI device $a on this host"
+	used=$(host_use "$a")
+	[ -z "$used" ] || die 3 "refused: $a is used by the host: $(echo $used)"
+done
 [ -e /sys/bus/pci/drivers/vfio-pci ] || run modprobe vfio-pci
 for a in "$@"; do
 	was=$(driver_of "$a")

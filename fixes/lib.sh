@@ -92,6 +92,21 @@ pci_dir() { echo "/sys/bus/pci/devices/$1"; }
 driver_of() { d=$(pci_dir "$1")/driver; if [ -e "$d" ]; then basename "$(readlink "$d")"; else echo none; fi; }
 override_of() { o=$(cat "$(pci_dir "$1")/driver_override" 2>/dev/null); [ "$o" = "(null)" ] && o=; echo "$o"; }
 
+# host_use ADDRESS: how the host uses the device's disks right now (nothing: unused). The plan
+# refused used devices already; this closes the window between the plan and the step.
+host_use() {
+	real=$(readlink -f "$(pci_dir "$1")")
+	for b in /sys/class/block/*; do
+		case $(readlink -f "$b") in "$real"/*) ;; *) continue ;; esac
+		n=${b##*/}
+		while read -r src dst rest; do
+			case $src in /dev/*) [ "$(readlink -f "$src")" = "/dev/$n" ] && echo "/dev/$n is mounted on $dst" ;; esac
+		done </proc/mounts
+		grep -q "^/dev/$n " /proc/swaps 2>/dev/null && echo "/dev/$n is swap"
+		[ -z "$(ls "$b/holders" 2>/dev/null)" ] || echo "/dev/$n is held by $(ls "$b/holders" | tr '\n' ' ')"
+	done
+}
+
 # rebind ADDRESS OVERRIDE: the driverctl sequence: override, unbind, drivers_probe.
 rebind() {
 	printf '%s\n' "$2" | grep -Eq '^[A-Za-z0-9_-]*$' || die 2 "'$2' is not a driver name"

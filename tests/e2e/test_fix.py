@@ -61,6 +61,13 @@ def test_fix_story(fixhost, libvirtd_server, tmp_path):
     first = state(g, server)
     assert "nvme" in first["drivers"] and set(first["hostdevs"].values()) == {0}
 
+    # The scripts keep the guard themselves: run by hand on the mounted drive, the bind is refused.
+    import testinfra
+    from iommu_audit.fix import apply
+    host = apply.Host(testinfra.get_host(f"ssh://{g.name}", ssh_config=str(g.ssh_config_path)))
+    r = host.run("bound-to-vfio", "--dry-run", g.nvme_addresses[3])
+    assert r.rc == 3 and f"{g.data_dev} is mounted on /srv/data" in r.stderr, r.stderr
+
     # Without a terminal and without --yes, --fix refuses before anything runs.
     run = audit(tmp_path, p, *ssh_args(g), "--fix")
     assert run.rc == 4 and "--yes" in run.output

@@ -108,3 +108,21 @@ def test_packed_command_through_testinfra_passes_every_argument():
     r = host.run("vfio-modules", "--dry-run")
     assert r.rc == 0 and "would write /etc/modules-load.d/vfio-pci.conf" in r.stdout
     assert len(apply.command("cmdline-persistent")) < 6000  # dropbear refuses commands over 9000 bytes
+
+
+def test_bind_refuses_at_apply_time_a_device_whose_disk_is_mounted():
+    """The plan's guard again, on the host, just before the rebind (dry run on this machine: reads only)."""
+    from iommu_audit.pci import addresses_in
+    mounted = {}
+    for line in Path("/proc/mounts").read_text().splitlines():
+        src, dst = line.split()[:2]
+        if src.startswith("/dev/") and Path(src).exists():
+            mounted.setdefault(Path(src).resolve().name, dst)
+    for name, dst in mounted.items():
+        block = Path("/sys/class/block") / name
+        found = addresses_in(str(block.resolve())) if block.exists() else []
+        if found:
+            r = sh("dash", "bound-to-vfio.sh", "--dry-run", found[-1])
+            assert r.returncode == 3 and f"/dev/{name} is mounted on {dst}" in r.stderr, r.stderr
+            return
+    pytest.skip("no mounted disk on a PCI device here")
