@@ -170,9 +170,12 @@ class FixSession:
             return None
 
     def confirm(self, changes: int, hosts: int) -> bool:
+        question = f"Apply {changes} change(s) on {hosts} host(s)? Type 'yes' to go on: "
         capman = self.config.pluginmanager.get_plugin("capturemanager")
+        if capman is None:  # -p no:capture
+            return input(question).strip().lower() == "yes"
         with capman.global_and_fixture_disabled():
-            answer = input(f"Apply {changes} change(s) on {hosts} host(s)? Type 'yes' to go on: ")
+            answer = input(question)
         return answer.strip().lower() == "yes"
 
 
