@@ -42,6 +42,7 @@ class HostFacts:
     dmesg: list[dmesg.Finding]
     libvirt_source: str  # virsh | files | error | none
     libvirt_error: str
+    libvirt_note: str  # how the definitions were read when not through virsh, or ""
     domains: list[libvirt.Domain] = field(default_factory=list)
     # Reserved regions, NUMA nodes, vfio unsafe-mode parameters (parsers/platform.py).
     platform: Platform = field(default_factory=Platform)
@@ -76,6 +77,16 @@ class HostFacts:
         """Every libvirt domain whose definition passes the PCI function at address."""
         want = address_numbers(address)
         return [(dom, hd) for dom in self.domains for hd in dom.hostdevs if hd.address == want]
+
+    def disk_sources(self) -> list[tuple[libvirt.Domain, str, str]]:
+        """(domain, source, kernel name) for every <disk> source (block or file) that is a host block device."""
+        out = []
+        for dom in self.domains:
+            for src in dom.block_disks + dom.file_disks:
+                name = self.kernel_name(src)
+                if name in self.block:
+                    out.append((dom, src, name))
+        return out
 
     def boot_sources(self) -> list[tuple[str, str]]:
         """(where, command line) for each boot configuration the next boot depends on: the files
@@ -129,8 +140,11 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         if s.name == "domain":
             state, dom_name = (s.args + ("", ""))[:2]
             d = libvirt.domain(dom_name, state, s.body)
-            # "domain live NAME" follows a running domain: add what was hot-plugged since boot.
-            domains[dom_name] = libvirt.merged(domains[dom_name], d) if state == "live" and dom_name in domains else d
+            # "domain live NAME": what a running domain holds now, hot-plugged devices included;
+            # alone, a transient domain: nothing of it persists.
+            if state == "live":
+                d = libvirt.merged(domains.get(dom_name, libvirt.Domain(dom_name, True, (), ())), d)
+            domains[dom_name] = d
         else:
             by_name[s.name] = s
     empty = sections.Section("", (), "")
@@ -177,6 +191,8 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         dmesg=dmesg.classify(log),
         libvirt_source=source,
         libvirt_error=libvirt_sec.body.strip() if source == "error" else "",
+        libvirt_note="no libvirt daemon runs (virsh would start one): read /etc/libvirt/qemu and /run/libvirt/qemu"
+        if libvirt_sec.arg("daemon") == "stopped" else "",
         domains=list(domains.values()),
         platform=platform.platform(sec("platform").rows()),
         offline_copy=sec("probe").arg("root", "/") != "/",

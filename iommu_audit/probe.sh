@@ -226,20 +226,25 @@ else
 	[ -n "$out" ] && { printf "%s\n" "$out" | head -n 1; printf "%s\n" "$out" | grep -i -E "$DMESG_PATTERN"; }
 fi
 
-# libvirt: persistent definitions (dumpxml --inactive) and what is running.
+# libvirt: persistent definitions and what running VMs hold now (hot-plugged devices).
+# virsh only when a daemon already runs: asking a socket would start one. Else the files.
+lvd=
 if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
+	lvd=stopped
+	for c in /proc/[0-9]*/comm; do
+		read -r n < "$c" 2>/dev/null && case $n in libvirtd | virtqemud) lvd=$n && break ;; esac
+	done
+fi
+if [ "${lvd:-stopped}" != stopped ]; then
 	uri=${LIBVIRT_DEFAULT_URI:-qemu:///system}
 	if names=$(virsh -q -c "$uri" list --all --name 2>&1); then
 		running=$(virsh -q -c "$uri" list --name 2>/dev/null)
 		sec libvirt source=virsh
 		printf "%s\n" "$names" | while IFS= read -r dom; do
 			[ -n "$dom" ] || continue
-			state=defined
-			printf "%s\n" "$running" | grep -qxF -- "$dom" && state=running
-			sec domain "$state" "$dom"
+			sec domain defined "$dom"
 			virsh -q -c "$uri" dumpxml --inactive --domain "$dom" 2>&1
-			# A running VM may hold devices hot-plugged since it started.
-			if [ "$state" = running ]; then
+			if printf "%s\n" "$running" | grep -qxF -- "$dom"; then
 				sec domain live "$dom"
 				virsh -q -c "$uri" dumpxml --domain "$dom" 2>&1
 			fi
@@ -250,16 +255,13 @@ if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
 	fi
 elif [ -d "$R/etc/libvirt/qemu" ] && ! { [ -r "$R/etc/libvirt/qemu" ] && [ -x "$R/etc/libvirt/qemu" ]; }; then
 	sec libvirt source=error
-	printf "cannot read /etc/libvirt/qemu and virsh is not installed: run as root or with --sudo\n"
-elif [ -d "$R/etc/libvirt/qemu" ]; then
-	sec libvirt source=files
-	for f in "$R"/etc/libvirt/qemu/*.xml; do
+	printf "cannot read /etc/libvirt/qemu (and no libvirt daemon runs for virsh): run as root or with --sudo\n"
+elif [ -d "$R/etc/libvirt/qemu" ] || [ -d "$R/run/libvirt/qemu" ] || [ "$lvd" = stopped ]; then
+	sec libvirt source=files daemon="${lvd:-none}"
+	for f in "$R"/etc/libvirt/qemu/*.xml "$R"/run/libvirt/qemu/*.xml; do
 		[ -f "$f" ] || continue
 		n=${f##*/}
-		n=${n%.xml}
-		state=defined
-		[ -f "$R/run/libvirt/qemu/$n.xml" ] && state=running
-		sec domain "$state" "$n"
+		case $f in "$R"/run/*) sec domain live "${n%.xml}" ;; *) sec domain defined "${n%.xml}" ;; esac
 		cat "$f"
 	done
 else

@@ -29,6 +29,8 @@ class Domain:
     block_disks: tuple[str, ...]  # <disk type='block'><source dev=...>
     error: str = ""  # set when the definition could not be read or parsed
     placement: Placement = Placement()
+    file_disks: tuple[str, ...] = ()  # <disk type='file'><source file=...>: a /dev path here reaches a disk too
+    hot_plugged: tuple = ()  # hostdevs and disk sources only in the live definition: gone when the VM restarts
 
 
 def _number(text: str | None) -> int:
@@ -42,12 +44,17 @@ def _number(text: str | None) -> int:
 
 
 def domain(name: str, state: str, xml_text: str) -> Domain:
-    running = state == "running"
+    """One definition: STATE is defined, running, or live (what a running VM holds now)."""
+    running = state in ("running", "live")
     try:
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:
         return Domain(name, running, (), (), f"unreadable definition: {exc}; {xml_text[:200]}")
-    hostdevs, disks = [], []
+    if root.tag == "domstatus":  # run/libvirt/qemu/<vm>.xml: the live <domain> inside the daemon's status
+        root = root.find("./domain")
+        if root is None:
+            return Domain(name, running, (), (), "live status (run/libvirt/qemu) without a <domain>")
+    hostdevs, disks, files = [], [], []
     # <hostdev type='pci'> and SR-IOV style <interface type='hostdev'> both hand a PCI function over.
     pci = [hd for hd in root.iterfind("./devices/hostdev")
            if hd.get("mode", "subsystem") == "subsystem" and hd.get("type") == "pci"]
@@ -63,17 +70,24 @@ def domain(name: str, state: str, xml_text: str) -> Domain:
         hostdevs.append(Hostdev(addr, hd.get("managed", "no") == "yes"))
     for disk in root.iterfind("./devices/disk"):
         src = disk.find("./source")
-        if disk.get("type") == "block" and src is not None and src.get("dev"):
+        if src is None:
+            continue
+        if disk.get("type") == "block" and src.get("dev"):
             disks.append(src.get("dev"))
-    return Domain(name, running, tuple(hostdevs), tuple(disks), placement=placement(root))
+        elif disk.get("type") == "file" and src.get("file"):
+            files.append(src.get("file"))
+    return Domain(name, running, tuple(hostdevs), tuple(disks), placement=placement(root), file_disks=tuple(files))
 
 
 def merged(defined: Domain, live: Domain) -> Domain:
     """The persistent definition plus what the live one holds on top (hot-plugged devices)."""
-    return Domain(defined.name, defined.running,
-                  tuple(dict.fromkeys(defined.hostdevs + live.hostdevs)),
-                  tuple(dict.fromkeys(defined.block_disks + live.block_disks)), defined.error or live.error,
-                  defined.placement)
+    def both(a, b):
+        return tuple(dict.fromkeys(a + b))
+    persistent = set(defined.hostdevs + defined.block_disks + defined.file_disks)
+    hot = tuple(x for x in live.hostdevs + live.block_disks + live.file_disks if x not in persistent)
+    return Domain(defined.name, True, both(defined.hostdevs, live.hostdevs), both(defined.block_disks, live.block_disks),
+                  defined.error or live.error, placement=defined.placement if defined.placement != Placement() else live.placement,
+                  file_disks=both(defined.file_disks, live.file_disks), hot_plugged=hot)
 
 
 def placement(root: ET.Element) -> Placement:

@@ -1,5 +1,7 @@
 """Whole disks passed to VMs by /dev/disk/by-id."""
 
+import shlex
+
 from iommu_audit.facts import HostFacts
 from iommu_audit.profile import Disk
 from iommu_audit.rules.vms import libvirt_unusable
@@ -38,9 +40,15 @@ def disk_not_used_by_host(facts: HostFacts, disk: Disk) -> Verdict:
     return passed(f"/dev/{name} and its partitions are not mounted, swap, LVM, md or in fstab/crypttab", notes)
 
 
-def _disk_users(facts: HostFacts, name: str) -> list[tuple[str, str]]:
-    """(domain, source) for every <disk type='block'> whose source resolves to the kernel device name."""
-    return [(dom.name, src) for dom in facts.domains for src in dom.block_disks if facts.kernel_name(src) == name]
+def _disk_routes(facts: HostFacts, name: str) -> list[tuple[str, str]]:
+    """(domain, source) for every way a VM reaches the disk: a <disk> (block or file) whose source resolves
+    to it or to one of its partitions, or a <hostdev> of the controller that holds it."""
+    out = [(dom.name, src) for dom, src, n in facts.disk_sources() if facts.block[n].disk == name]
+    ctrl = facts.block[name].pci_address if name in facts.block else None
+    if ctrl:
+        out += [(dom.name, f"<hostdev> {ctrl} (the controller of /dev/{name})")
+                for dom, _ in facts.hostdev_users(ctrl)]
+    return out
 
 
 # Names that follow the disk, not what is on it: by-uuid/by-label change when the VM reformats.
@@ -54,19 +62,23 @@ def disk_assigned_to_vm(facts: HostFacts, disk: Disk) -> Verdict:
     problem = libvirt_unusable(facts, disk.vm)
     if problem:
         return problem
-    users = _disk_users(facts, name)
-    mine = [src for dom, src in users if dom == disk.vm]
-    others = sorted({dom for dom, _ in users if dom != disk.vm})
+    routes = _disk_routes(facts, name)
+    # Its own VM: a <disk type='block'> naming the whole disk. Every other route is a second way in.
+    mine = [src for dom, src in routes if dom == disk.vm and facts.kernel_name(src) == name and
+            any(d.name == dom and src in d.block_disks and src not in d.hot_plugged for d in facts.domains)]
+    extra = [(dom, src) for dom, src in routes if not (dom == disk.vm and src in mine)]
     unstable = [src for src in mine if not src.startswith(STABLE)]
     found = []
     if not mine:
         found.append(f"{disk.vm} has no <disk type='block'> for {disk.path}")
     if unstable:
         found.append(f"{disk.vm} uses {', '.join(unstable)}, a name that can change at boot or when the disk is reformatted")
-    if others:
-        found.append(f"/dev/{name} is also attached to {', '.join(others)}")
+    found += [f"{dom} also reaches /dev/{name} through {src}" for dom, src in extra]
+    evidence = [facts.libvirt_note] if facts.libvirt_note else []
     if not found:
-        return passed(f"{disk.vm} has <disk type='block'> {mine[0]}, no other VM has /dev/{name}")
-    fix = [f"virsh attach-disk {disk.vm} {disk.path} <target, e.g. vdb> --config" if not mine or unstable else ""]
-    fix += [f"virsh detach-disk {o} <target> --config" for o in others]
-    return failed("; ".join(found), f"{disk.path} in {disk.vm} only, by its stable id", "; ".join(f for f in fix if f))
+        return passed(f"{disk.vm} has <disk type='block'> {mine[0]}, no other VM reaches /dev/{name}", evidence)
+    fix = [f"virsh attach-disk {shlex.quote(disk.vm)} {disk.path} <target, e.g. vdb> --config" if not mine or unstable else ""]
+    fix += [f"virsh detach-device {shlex.quote(dom)} <hostdev-{src.split()[1]}.xml> --config" if src.startswith("<hostdev>")
+            else f"virsh detach-disk {shlex.quote(dom)} {shlex.quote(src)} --config" for dom, src in extra]
+    return failed("; ".join(found), f"{disk.path} in {disk.vm} only, by its stable id, and by no other route",
+                  "; ".join(f for f in fix if f), evidence)

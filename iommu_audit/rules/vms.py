@@ -1,5 +1,7 @@
 """libvirt: each passthrough device defined in its VM, and in no other."""
 
+import shlex
+
 from iommu_audit.facts import HostFacts
 from iommu_audit.profile import Device
 from iommu_audit.rules.devices import locate
@@ -23,7 +25,7 @@ def libvirt_unusable(facts: HostFacts, vm: str) -> Verdict | None:
     if vm not in {d.name for d in facts.domains}:
         names = ", ".join(sorted(d.name for d in facts.domains)) or "none"
         return failed(f"no libvirt domain named {vm} (domains: {names})", f"a libvirt domain {vm}",
-                      f"define {vm} (virsh define) or correct the profile's vm name")
+                      f"define {shlex.quote(vm)} (virsh define) or correct the profile's vm name")
     return None
 
 
@@ -36,15 +38,28 @@ def assigned_to_vm(facts: HostFacts, device: Device) -> Verdict:
         return problem
     users = sorted({dom.name for dom, _ in facts.hostdev_users(addr)})
     others = [u for u in users if u != device.vm]
-    if device.vm in users and not others:
-        return passed(f"{addr} is a <hostdev> of {device.vm} only")
+    # Its own VM must hold it in the persistent definition: a hot-plug alone is lost at the VM's restart.
+    only_live = device.vm in users and all(hd in dom.hot_plugged for dom, hd in facts.hostdev_users(addr)
+                                           if dom.name == device.vm)
+    if only_live:
+        users.remove(device.vm)
+    # A VM given one of the controller's disks reaches the same hardware by another route.
+    disk_routes = sorted({(dom.name, src) for dom, src, name in facts.disk_sources()
+                          if facts.block[name].pci_address == addr})
+    evidence = [facts.libvirt_note] if facts.libvirt_note else []
+    if device.vm in users and not others and not disk_routes:
+        return passed(f"{addr} is a <hostdev> of {device.vm} only", evidence)
     found = []
     if device.vm not in users:
-        found.append(f"{device.vm} has no <hostdev> for {addr}")
+        found.append(f"{device.vm} has no <hostdev> for {addr}" +
+                     (" in its persistent definition (only hot-plugged: gone at its next start)" if only_live else ""))
     if others:
         found.append(f"{addr} is also defined in {', '.join(others)}")
+    found += [f"{vm} has {src}, a disk on {addr}" for vm, src in disk_routes]
     fix = []
     if device.vm not in users:
-        fix.append(f"virsh attach-device {device.vm} <hostdev-{addr}.xml> --config")
-    fix += [f"virsh detach-device {o} <hostdev-{addr}.xml> --config" for o in others]
-    return failed("; ".join(found), f"{addr} in {device.vm} and in no other VM", "; ".join(fix))
+        fix.append(f"virsh attach-device {shlex.quote(device.vm)} <hostdev-{addr}.xml> --config")
+    fix += [f"virsh detach-device {shlex.quote(o)} <hostdev-{addr}.xml> --config" for o in others]
+    fix += [f"virsh detach-disk {shlex.quote(vm)} {shlex.quote(src)} --config" for vm, src in disk_routes]
+    return failed("; ".join(found), f"{addr} in {device.vm} and in no other VM, by no other route", "; ".join(fix),
+                  evidence)

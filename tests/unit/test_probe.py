@@ -1,6 +1,7 @@
 """The probe itself: POSIX sh, same output under dash and busybox, read-only, one command."""
 
 import shutil
+from pathlib import Path
 import subprocess
 
 import pytest
@@ -136,3 +137,28 @@ def test_a_host_without_gzip_gets_a_clear_reason(tmp_path, host):
 def test_the_sent_probe_behaves_like_the_source(host):
     full = subprocess.run(["sh", "-c", gather.PROBE_SOURCE, "probe", str(host.root)], capture_output=True, text=True).stdout
     assert full == run_probe(["sh"], host.root)
+
+
+def _libvirt_daemon_runs() -> bool:
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in ("libvirtd", "virtqemud"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_virsh_is_not_asked_when_no_libvirt_daemon_runs(tmp_path):
+    # virsh on a socket-activated host would start virtqemud just to list domains.
+    if _libvirt_daemon_runs():
+        pytest.skip("a libvirt daemon runs on this machine")
+    bin_dir, calls = tmp_path / "bin", tmp_path / "virsh-calls"
+    bin_dir.mkdir()
+    (bin_dir / "virsh").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (bin_dir / "virsh").chmod(0o755)
+    out = subprocess.run(["sh", "-c", gather.PROBE, "probe", "/"], capture_output=True, text=True, errors="replace",
+                         env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"}, check=True).stdout
+    assert not calls.exists()
+    libvirt = [s for s in split(out) if s.name == "libvirt"]
+    assert libvirt[0].args in (("source=files", "daemon=stopped"), ("source=error",))

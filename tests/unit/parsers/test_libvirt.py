@@ -68,3 +68,20 @@ def test_placement_of_an_unpinned_and_an_auto_vm():
     auto = domain("vm", "defined", "<domain><vcpu placement='auto'>2</vcpu><numatune><memory mode='strict' "
                   "placement='auto'/></numatune><devices/></domain>").placement
     assert auto.auto and auto.vcpus == 2 and auto.memory_nodeset == ""
+
+
+def test_live_status_file_holds_the_domain():
+    # run/libvirt/qemu/<vm>.xml: the daemon's <domstatus> wraps the live <domain>.
+    status = ("<domstatus state='running' reason='booted' pid='2301'><monitor path='/x' type='unix'/>"
+              "<domain type='kvm' id='1'><name>z</name><devices><hostdev mode='subsystem' type='pci' managed='yes'>"
+              "<source><address domain='0x0000' bus='0x0b' slot='0x00' function='0x0'/></source><alias name='hostdev0'/>"
+              "</hostdev></devices></domain></domstatus>")
+    d = domain("z", "live", status)
+    assert d.running and [h.address for h in d.hostdevs] == [(0, 11, 0, 0)] and not d.error
+    assert domain("z", "live", "<domstatus state='running'/>").error.startswith("live status")
+
+
+def test_file_disk_sources_are_kept():
+    d = domain("z", "defined", "<domain><devices><disk type='file' device='disk'><source file='/dev/sdb'/></disk>"
+                               "<disk type='block' device='lun'><source dev='/dev/sdc1'/></disk></devices></domain>")
+    assert d.file_disks == ("/dev/sdb",) and d.block_disks == ("/dev/sdc1",)

@@ -58,7 +58,7 @@ def test_disk_also_in_another_vm_by_an_alias(host, dl360):
     host.replace("etc/libvirt/qemu/z-gluster-2.xml", "wwn-0x5000c500b1c2d3f5", "scsi-35000c500b1c2d3e4")
     f = host.facts()
     v = disks.disk_assigned_to_vm(f, dl360.device_named("gluster-hdd-1"))
-    assert not v.ok and "also attached to z-gluster-2" in v.found
+    assert not v.ok and "z-gluster-2 also reaches /dev/sda through /dev/disk/by-id/scsi-35000c500b1c2d3e4" in v.found
     v2 = disks.disk_assigned_to_vm(f, dl360.device_named("gluster-hdd-2"))
     assert not v2.ok and "z-gluster-2 has no <disk type='block'>" in v2.found
 
@@ -67,7 +67,36 @@ def test_disk_named_by_path_in_another_vm_is_the_same_disk(host, dl360):
     host.replace("etc/libvirt/qemu/z-gluster-2.xml", "/dev/disk/by-id/wwn-0x5000c500b1c2d3f5",
                  "/dev/disk/by-path/pci-0000:03:00.0-scsi-0:0:0:0")
     v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))
-    assert not v.ok and "/dev/sda is also attached to z-gluster-2" in v.found
+    assert not v.ok and "z-gluster-2 also reaches /dev/sda through /dev/disk/by-path/" in v.found
+
+
+def add_partition(host, disk: str, part: str) -> None:
+    (host.path(f"sys/block/{disk}").resolve() / part).mkdir()
+    (host.path(f"sys/block/{disk}").resolve() / part / "partition").write_text(part[-1] + "\n")
+    host.path(f"dev/disk/by-id/wwn-0x5000c500b1c2d3e4-{part.replace(disk, 'part')}").symlink_to(f"../../{part}")
+
+
+def test_a_partition_of_the_disk_in_another_vm(host, dl360):
+    add_partition(host, "sda", "sda1")
+    host.replace("etc/libvirt/qemu/z-gluster-2.xml", "wwn-0x5000c500b1c2d3f5", "wwn-0x5000c500b1c2d3e4-part1")
+    v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))
+    assert not v.ok and "z-gluster-2 also reaches /dev/sda through /dev/disk/by-id/wwn-0x5000c500b1c2d3e4-part1" in v.found
+    assert "virsh detach-disk z-gluster-2 /dev/disk/by-id/wwn-0x5000c500b1c2d3e4-part1 --config" in v.fix
+
+
+def test_the_disk_as_a_file_source_in_another_vm(host, dl360):
+    host.replace("etc/libvirt/qemu/z-ceph-2.xml", "/var/lib/libvirt/images/z-ceph-2.qcow2", "/dev/sda")
+    v = disks.disk_assigned_to_vm(host.facts(), dl360.device_named("gluster-hdd-1"))
+    assert not v.ok and "z-ceph-2 also reaches /dev/sda through /dev/sda" in v.found
+
+
+def test_the_controller_of_the_disk_passed_to_another_vm(host, dl360):
+    host.replace("etc/libvirt/qemu/z-ceph-3.xml", "bus='0x08' slot='0x00'", "bus='0x03' slot='0x00'")
+    f = host.facts()
+    for name in ("gluster-hdd-1", "gluster-hdd-2"):
+        v = disks.disk_assigned_to_vm(f, dl360.device_named(name))
+        assert not v.ok and "z-ceph-3 also reaches" in v.found and "<hostdev> 0000:03:00.0 (the controller" in v.found
+        assert "virsh detach-device z-ceph-3 <hostdev-0000:03:00.0.xml> --config" in v.fix
 
 
 def test_disk_by_uuid_is_not_a_stable_name(host, dl360):
