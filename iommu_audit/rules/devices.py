@@ -47,25 +47,27 @@ def in_slot(facts: HostFacts, addr: str, slot: str) -> bool:
 
 def profile_entries_at(facts: HostFacts, profile: Profile) -> dict[str, list[Device]]:
     """{address: every profile device located there}, computed once per host and profile."""
-    def index():
-        out: dict[str, list[Device]] = {}
-        for d in profile.devices:
-            addr = locate(facts, d)
-            if addr:
-                out.setdefault(addr, []).append(d)
-        return profile, out
-    key = ("profile_entries_at", id(profile))
-    cached = facts.memo(key, index)
-    if cached[0] is not profile:  # another profile object got the same id(): rebuild
-        facts._memo.pop(key)
-        cached = facts.memo(key, index)
-    return cached[1]
+    return _profile_index(facts, profile)[0]
 
 
 def passthrough_addresses(facts: HostFacts, profile: Profile) -> dict[str, Device]:
     """{address: device} for every located passthrough device."""
-    return {addr: next(d for d in ds if d.vm) for addr, ds in profile_entries_at(facts, profile).items()
-            if any(d.vm for d in ds)}
+    return _profile_index(facts, profile)[1]
+
+
+def _profile_index(facts: HostFacts, profile: Profile):
+    def index():
+        at: dict[str, list[Device]] = {}
+        for d in profile.devices:
+            addr = locate(facts, d)
+            if addr:
+                at.setdefault(addr, []).append(d)
+        passthrough = {addr: next(d for d in ds if d.vm) for addr, ds in at.items() if any(d.vm for d in ds)}
+        return profile, at, passthrough
+    key = ("profile_index", id(profile))
+    if facts.memo(key, index)[0] is not profile:  # another profile object got the same id(): rebuild
+        facts._memo.pop(key)
+    return facts.memo(key, index)[1:]
 
 
 def _where(device: Device) -> str:

@@ -1,0 +1,36 @@
+"""Hostile inputs: kernel arguments and module configuration that look right until the next boot.
+
+Each case breaks a copy of the sample host and runs the real audit on it.
+"""
+
+from tests.conftest import PROJECT
+from tests.e2e.audit_run import audit
+
+PROFILE = PROJECT / "profiles" / "dl360-gen9.yaml"
+HOST = "dl360-gen9-01"
+
+
+def test_a_later_opposite_argument_undoes_a_required_one(host, tmp_path):
+    # iommu=pt iommu=nopt: pt is on the line, but nopt is what the kernel keeps.
+    host.replace("proc/cmdline", "iommu=pt", "iommu=pt iommu=nopt")
+    host.replace("etc/default/grub", 'iommu=pt"', 'iommu=pt iommu=nopt"')
+    host.replace("boot/grub/grub.cfg", "iommu=pt", "iommu=pt iommu=nopt")
+    run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "cmdline")
+    assert run.rc == 1, run.output
+    assert run.failed() == {f"test_cmdline_iommu[{HOST}]", f"test_cmdline_persistent[{HOST}]"}, run.output
+    assert "iommu=pt is required by the profile and missing" in run.messages[f"test_cmdline_iommu[{HOST}]"]
+
+
+def test_vfio_blacklisted_for_the_next_boot_fails_while_loaded_now(host, tmp_path):
+    # Debian/RHEL build vfio as modules; they are loaded now, and modprobe.d keeps them out at boot.
+    host.write("lib/modules/5.15.0-91-generic/modules.builtin", "kernel/drivers/iommu/intel/iommu.ko\n")
+    host.append("proc/modules", "vfio_iommu_type1 45056 0 - Live 0x0000000000000000\n"
+                "vfio_pci 16384 0 - Live 0x0000000000000000\nvfio 45056 2 vfio_iommu_type1,vfio_pci, Live 0x0\n")
+    host.write("etc/modprobe.d/blacklist-vfio.conf", "# leftover from a GPU driver install\nblacklist vfio_pci\n"
+               "install vfio_iommu_type1 /bin/false\n")
+    run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "vfio_modules")
+    assert run.rc == 1, run.output
+    msg = run.messages[f"test_vfio_modules[{HOST}]"]
+    assert "loaded now, but VFIO will not load at boot" in msg
+    assert "'blacklist vfio_pci' in /etc/modprobe.d/blacklist-vfio.conf" in msg
+    assert "'install vfio_iommu_type1 /bin/false'" in msg
