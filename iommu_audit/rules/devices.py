@@ -208,7 +208,8 @@ def vfio_binding_persistent(facts: HostFacts, device: Device) -> Verdict:
         return _missing(device)
     claims = vfio_claims(facts, addr)
     managed = [f"libvirt managed='yes' in VM {dom.name} (detached when it starts)"
-               for dom, hd in facts.hostdev_users(addr) if hd.managed and dom.name == device.vm]
+               for dom, hd in facts.hostdev_users(addr)
+               if hd.managed and dom.name == device.vm and hd not in dom.hot_plugged]  # the next start's definition
     notes = []
     if managed and not claims:
         notes.append("only libvirt binds it: from boot until the VM starts the host driver owns the device "

@@ -43,7 +43,8 @@ def test_group_membership_change_drifts(host, baseline, dl360):
 
 
 def test_vm_definition_change_drifts_for_its_device(host, baseline, dl360):
-    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "managed='yes'", "managed='no'")
+    for rel in ("etc/libvirt/qemu/z-ceph-1.xml", "run/libvirt/qemu/z-ceph-1.xml"):  # edited and restarted
+        host.replace(rel, "managed='yes'", "managed='no'")
     v = drift.device_drift(baseline, host.facts(), device(dl360, "ceph-nvme-1"), AT)
     assert not v.ok
     assert list(v.evidence) == ["VMs holding it: z-ceph-1 (managed) -> z-ceph-1",
