@@ -86,7 +86,8 @@ def merged(defined: Domain, live: Domain) -> Domain:
     persistent = set(defined.hostdevs + defined.block_disks + defined.file_disks)
     hot = tuple(x for x in live.hostdevs + live.block_disks + live.file_disks if x not in persistent)
     return Domain(defined.name, True, both(defined.hostdevs, live.hostdevs), both(defined.block_disks, live.block_disks),
-                  defined.error or live.error, placement=defined.placement if defined.placement != Placement() else live.placement,
+                  defined.error or live.error,
+                  placement=defined.placement if defined.placement != Placement() else live.placement,
                   file_disks=both(defined.file_disks, live.file_disks), hot_plugged=hot)
 
 
