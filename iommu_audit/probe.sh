@@ -231,7 +231,10 @@ fi
 lvd=
 if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
 	lvd=stopped
-	for c in /proc/[0-9]*/comm; do
+	for p in /run/libvirtd.pid /run/virtqemud.pid; do
+		v=$(val "$p") && [ -n "$v" ] && [ -d "/proc/$v" ] && lvd=${p#/run/}
+	done
+	[ "$lvd" = stopped ] && for c in /proc/[0-9]*/comm; do
 		read -r n < "$c" 2>/dev/null && case $n in libvirtd | virtqemud) lvd=$n && break ;; esac
 	done
 fi
