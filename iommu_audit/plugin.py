@@ -19,6 +19,7 @@ import testinfra
 from iommu_audit import drift, fleet, gather, profile as profiles
 from iommu_audit.facts import HostFacts
 from iommu_audit.fix import session as fix_session
+from iommu_audit.report import plugin as report_plugin
 from iommu_audit.requirements import CATALOG, DEVICE, DISK, RECOMMENDED
 from iommu_audit.verdict import Verdict, failed, passed
 
@@ -35,7 +36,7 @@ PROFILES = PROJECT / "profiles"
 READ_ONLY_TRANSPORTS = ("local", "ssh", "paramiko")
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     g = parser.getgroup("iommu-audit")
     g.addoption("--profile", help="hardware profile: a name from profiles/ (dl360-gen9) or a path to a .yaml file")
     g.addoption("--sysroot", help="audit offline copies of hosts: directories (comma separated) holding proc/, sys/, "
@@ -45,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     fleet.add_options(g)
     drift.add_options(g)
     fix_session.add_options(g)
+    report_plugin.add_options(g, pluginmanager)  # the auditor's report: iommu_audit/report/
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -279,7 +281,8 @@ def gathered_verdict(state: AuditState, target: gather.Target) -> Verdict:
     live = not (target.sysroot or target.saved_output)
     if live and f.uid != "0":
         notes.append("not root: kernel log and libvirt definitions may be unreadable; use --sudo")
-    return passed(f"{target.source}: host {f.hostname or '?'}, kernel {f.kernel or '?'}, {len(f.pci)} PCI functions",
+    # No run-specific text (where the facts came from) in results: the report's hash must not depend on it.
+    return passed(f"host {f.hostname or '?'}, kernel {f.kernel or '?'}, {len(f.pci)} PCI functions",
                   notes)
 
 
@@ -347,11 +350,14 @@ class Judge:
         return "\n".join(lines)
 
     def _waiver(self, subject: str | None, host: str, requirement: str | None = None):
-        """The matching waiver that lasts longest: a renewal listed after an expired waiver wins."""
-        requirement = requirement or self.requirement.id
-        matching = [w for w in self.state.profile_for(self.host).waivers
-                    if w.requirement == requirement and w.device in (None, subject) and w.host in (None, host)]
-        return max(matching, key=lambda w: w.expires, default=None)
+        return waiver_for(self.state.profile_for(self.host), requirement or self.requirement.id, subject, host)
+
+
+def waiver_for(profile: profiles.Profile, requirement: str, subject: str | None, host: str):
+    """The matching waiver that lasts longest: a renewal listed after an expired waiver wins."""
+    matching = [w for w in profile.waivers
+                if w.requirement == requirement and w.device in (None, subject) and w.host in (None, host)]
+    return max(matching, key=lambda w: w.expires, default=None)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k/-m deselect: deselecting some (or all) checks is the user's choice
