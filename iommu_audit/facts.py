@@ -48,6 +48,8 @@ class HostFacts:
     platform: Platform = field(default_factory=Platform)
     offline_copy: bool = False  # read from a --sysroot copy, not from a running host
     modprobe_files: list[tuple[str, str]] = field(default_factory=list)  # (path, text): what --fix edits
+    # DMI sys_vendor/product_name/product_serial/bios_version/bios_date, cpu_model, os: for the report.
+    system: dict[str, str] = field(default_factory=dict)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def memo(self, key, compute):
@@ -197,4 +199,5 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         platform=platform.platform(sec("platform").rows()),
         offline_copy=sec("probe").arg("root", "/") != "/",
         modprobe_files=sec("modprobe_d").files(),
+        system={r[0]: r[1] for r in sec("system").rows() if len(r) > 1},
     )

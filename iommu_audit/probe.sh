@@ -43,6 +43,14 @@ if [ -z "$R" ]; then
 	printf "ssh_connection\t%s\n" "$SSH_CONNECTION"
 fi
 
+# For the report: DMI identity (product_serial needs root), CPU model, distribution.
+sec system
+for f in sys_vendor product_name product_serial bios_version bios_date; do
+	printf "%s\t%s\n" "$f" "$(val "$R/sys/class/dmi/id/$f")"
+done
+printf "cpu_model\t%s\n" "$(grep -m1 '^model name' "$R/proc/cpuinfo" 2>/dev/null | sed 's/.*: *//')"
+printf "os\t%s\n" "$(sed -n 's/^PRETTY_NAME=//p' "$R/etc/os-release" "$R/usr/lib/os-release" 2>/dev/null | head -n 1 | tr -d "\"'")"
+
 sec cmdline
 val "$R/proc/cmdline"
 

@@ -69,8 +69,9 @@ def matrix(doc: dict, host: dict) -> str:
     mine = [r for r in doc["judged"]["results"] if r["host"] == host["name"]]
     by_cell = {(r["requirement"], r["subject"]): r for r in mine}
     cols = host["columns"]
-    head = "".join(f'<th scope="col" class="subject">{e(c["name"])}'
-                   f'<span class="kind">{e(c["kind"].replace("_", " "))}</span></th>' for c in cols)
+    head = "".join(f'<th scope="col" class="subject">{e(c["name"])}<span class="kind">'
+                   f'{e("whole host" if c["subject"] is None else c["kind"].replace("_", " "))}</span></th>'
+                   for c in cols)
     rows = []
     for rid, req in doc["requirements"].items():
         if not any(r["requirement"] == rid for r in mine):
@@ -110,8 +111,7 @@ def _finding(doc: dict, r: dict) -> str:
     req = doc["requirements"][r["requirement"]]
     icon, label = LABELS[r["status"]]
     subject = f'{r["subject"]} on {r["host"]}' if r["subject"] else r["host"]
-    pairs = [("Requirement", f'{e(req["title"])} <span class="rid">{e(r["requirement"])} · {e(r["severity"])}</span>'),
-             ("Why", e(req["rationale"])), ("Found", e(r["found"] or r["reason"]))]
+    pairs = [("Why", e(req["rationale"])), ("Found", e(r["found"] or r["reason"]))]
     if r["expected"]:
         pairs.append(("Expected", e(r["expected"])))
     if r["evidence"]:
@@ -120,15 +120,20 @@ def _finding(doc: dict, r: dict) -> str:
         script = doc.get("fix_scripts", {}).get(r["requirement"])
         fix = f"<code>{e(r['fix'])}</code>"
         if script:
-            fix += f"<br>automated: <code>{e(script)}</code> (run by <code>pytest --profile {e(doc['run']['profile'])} --fix</code>)"
+            fix += (f"<br>automated: <code>{e(script)}</code> "
+                    f"(run by <code>pytest --profile {e(doc['run']['profile'])} --fix</code>)")
         pairs.append(("Fix", fix))
-    if r["reason"] and r["found"]:
+    if r["reason"] and r["found"] and r["status"] in ("not-checked", "error", "not-applicable"):
         pairs.append(("Note", e(r["reason"])))
     if r["waiver"]:
         w = r["waiver"]
-        pairs.append(("Waiver", f'{e(w["reason"])}; approved by {e(w["approved_by"])}; expires {e(w["expires"])}'))
+        expired = w["expires"] < doc["run"]["time"][:10]
+        pairs.append(("Waiver", f'{e(w["reason"])}; approved by {e(w["approved_by"])}; '
+                                + (f'<strong class="expired">EXPIRED on {e(w["expires"])}</strong>' if expired
+                                   else f'expires {e(w["expires"])}')))
     return (f'<article class="finding st-{r["status"]}" id="{model.anchor(r)}"><h4><span class="label">'
-            f'<span aria-hidden="true">{icon}</span> {label}</span> {e(req["title"])} — {e(subject)}</h4>'
+            f'<span aria-hidden="true">{icon}</span> {label}</span> {e(req["title"])} — {e(subject)}'
+            f'<span class="rid">{e(r["requirement"])} · {e(r["severity"])}</span></h4>'
             f'<table class="ia-kv">{_rows(pairs)}</table></article>')
 
 
