@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install iommu-audit into ./.venv (Debian/Ubuntu; run from anywhere).
 #   bash scripts/install.sh          the audit: Python, pytest, testinfra, pytest-html, PyYAML
-#   bash scripts/install.sh --tests  also what the real-kernel tests need (QEMU, libvirt, ...)
+#   bash scripts/install.sh --tests  also what the tests need (QEMU, libvirt, ...; chromium for the report)
 # Then `. .venv/bin/activate` puts pytest (with the audit plugin) and iommu-audit on your PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +36,6 @@ if [ "${1:-}" = "--tests" ]; then
 	apt_updated=1
 	as_root apt-get update -qq
 	as_root sh tests/e2e/harness/install.sh
+	# The report tests render reports in a real headless browser and check its PDF.
+	as_root apt-get install -y -qq --no-install-recommends chromium poppler-utils fonts-dejavu-core
 fi

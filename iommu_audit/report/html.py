@@ -176,7 +176,41 @@ def fix_runs(doc: dict) -> str:
 
 
 def _fix_run(run: dict) -> str:
-    return f"<pre>{e(run)}</pre>"
+    """One host's --fix (or --undo) run as the fix session records it (see NOTES.md): plan, steps, before/after."""
+    reboot = ('<strong class="expired">REBOOT REQUIRED</strong> for the boot configuration to take effect'
+              if run.get("reboot_required") else "no reboot needed")
+    head = (f'<h3>{e(run.get("host"))}: {e(run.get("outcome"))}</h3><table class="ia-kv">'
+            + _rows([("Run", f'<code>{e(run.get("run_id"))}</code>, log on the host: <code>{e(run.get("log_dir"))}</code>'),
+                     ("Reboot", reboot)]) + "</table>")
+    steps = []
+    for i, st in enumerate(run.get("steps") or [], 1):
+        what = e(st.get("summary") or st.get("step") or "")
+        if st.get("commands"):
+            what += "<pre>" + e("\n".join(st["commands"])) + "</pre>"
+        for f in st.get("files") or []:
+            what += f'<div class="muted">{e(f.get("path"))}</div><pre>' + e("\n".join(f.get("diff") or [])) + "</pre>"
+        script = f'<code>fixes/{e(st.get("requirement"))}.sh</code>' if st.get("kind", "change") == "change" else \
+            e(st.get("kind"))
+        status = e(st.get("status")) + (f' <span class="muted">(was {e(st["status_before"])})</span>'
+                                        if st.get("status_before") else "")
+        output = f'<pre>{e(st["output"][-2000:])}</pre>' if st.get("output") else ""
+        steps.append(f'<tr><td>{i}</td><td>{e(st.get("requirement"))}<span class="rid">{e(st.get("subject"))}</span>'
+                     f'</td><td>{what}</td><td>{script}</td><td>{"yes" if st.get("reboot") else "no"}</td>'
+                     f'<td class="fix-{e(st.get("status"))}">{status}{output}</td></tr>')
+    table = ('<table class="ia-table"><thead><tr>' + "".join(
+        f'<th scope="col">{h}</th>' for h in ("#", "Requirement", "Step", "Script", "Reboot", "Result"))
+        + f'</tr></thead><tbody>{"".join(steps)}</tbody></table>') if steps else "<p>No step planned.</p>"
+    before, after = run.get("before") or {}, run.get("after")
+    rows = []
+    for key in sorted(set(before) | set(after or {})):
+        now = "not re-audited" if after is None else (f"still failing: {after[key]}" if key in after else "passes")
+        cls = "" if after is None else ("st-failed" if key in after else "st-passed")
+        rows.append(f'<tr><td><code>{e(key)}</code></td><td>{e(before.get(key, "passed"))}</td>'
+                    f'<td class="{cls}">{e(now)}</td></tr>')
+    compare = ('<h4>Re-audit: before and after</h4><table class="ia-table"><thead><tr><th scope="col">Check</th>'
+               '<th scope="col">Before the fix</th><th scope="col">After the fix</th></tr></thead>'
+               f'<tbody>{"".join(rows)}</tbody></table>') if rows else ""
+    return f'<div class="fix-run">{head}<h4>Plan and steps</h4>{table}{compare}</div>'
 
 
 def integrity(doc: dict) -> str:

@@ -32,7 +32,11 @@ def title(profile_name: str) -> str:
 
 
 class Collector:
-    """Every collected check and its final status, fed by pytest hooks."""
+    """Every collected check and its final status, fed by pytest hooks.
+
+    Under pytest-xdist the controller collects nothing: its records are made from the reports,
+    which carry the host, subject and scope that collected() put into user_properties.
+    """
 
     def __init__(self):
         self.items: dict[str, dict] = {}  # nodeid -> result record, in collection order
@@ -45,18 +49,27 @@ class Collector:
             return
         kind = next((k for k in SUBJECT_KINDS if k in params), None)
         subject = params[kind].name if kind else None
-        host = params["target"].name
-        item.user_properties += [("host", host), ("subject", subject or HOST_COLUMN)]  # also in --junitxml
-        self.items[item.nodeid] = {
-            "id": item.nodeid, "host": host, "requirement": marker.args[0], "subject": subject,
-            "kind": kind or HOST_COLUMN, "status": "not-checked", "reason": "not run (deselected or interrupted)",
-            "severity": "", "found": "", "expected": "", "fix": "", "evidence": [], "waiver": None}
+        item.user_properties += [("host", params["target"].name), ("subject", subject or HOST_COLUMN),
+                                 ("scope", kind or HOST_COLUMN)]  # also shown in --junitxml
+        self._record(item.nodeid, params["target"].name, marker.args[0], subject, kind or HOST_COLUMN)
+
+    def _record(self, nodeid: str, host: str, requirement: str, subject: str | None, kind: str) -> dict:
+        return self.items.setdefault(nodeid, {
+            "id": nodeid, "host": host, "requirement": requirement, "subject": subject, "kind": kind,
+            "status": "not-checked", "reason": "not run (deselected or interrupted)",
+            "severity": "", "found": "", "expected": "", "fix": "", "evidence": [], "waiver": None})
 
     def logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
         r = self.items.get(report.nodeid)
         if r is None:
-            return
-        props = dict(report.user_properties)
+            if "host" not in props:
+                return
+            # A check skipped before Judge ran has no "requirement" property: checks are named after it.
+            requirement = props.get("requirement") or \
+                report.nodeid.split("::")[-1].split("[")[0].removeprefix("test_").replace("_", "-")
+            subject = None if props["scope"] == HOST_COLUMN else props["subject"]
+            r = self._record(report.nodeid, props["host"], requirement, subject, props["scope"])
         for key in ("severity", "found", "expected", "fix"):
             r[key] = str(props.get(key, r[key]))
         r["evidence"] = [str(e) for e in props.get("evidence", r["evidence"])]
@@ -106,53 +119,70 @@ def build(state, collector: Collector, config: pytest.Config, now: datetime.date
     from iommu_audit.plugin import waiver_for
 
     now = now or datetime.datetime.now().astimezone()
-    profile = state.profile
-    profile_bytes = Path(profile.path).read_bytes()
-    order = {t.name: i for i, t in enumerate(state.targets)}
+    targets = {t.name: t for t in state.targets}
+    profile_of = {t.name: state.profile_for(t) for t in state.targets}
+    host_order = {name: i for i, name in enumerate(targets)}
     req_order = {rid: i for i, rid in enumerate(CATALOG)}
-    subj_order = {s.name: i for i, s in enumerate([*profile.devices, *profile.disks])}
+
+    def subject_order(r: dict) -> int:
+        p = profile_of.get(r["host"])
+        names = [s.name for s in [*p.devices, *p.disks]] if p else []
+        return -1 if r["subject"] is None else names.index(r["subject"]) if r["subject"] in names else len(names)
+
     results = sorted(collector.items.values(), key=lambda r: (
-        order.get(r["host"], len(order)), req_order.get(r["requirement"], len(req_order)),
-        -1 if r["subject"] is None else subj_order.get(r["subject"], len(subj_order)), r["id"]))
+        host_order.get(r["host"], len(host_order)), req_order.get(r["requirement"], len(req_order)),
+        subject_order(r), r["id"]))
     for r in results:
-        r["severity"] = r["severity"] or profile.severity_of(r["requirement"])
+        p = profile_of.get(r["host"], state.profile)
+        r["severity"] = r["severity"] or p.severity_of(r["requirement"])
         if r["status"] in ("waived", "failed"):  # failed: an expired waiver is shown with it
-            w = waiver_for(profile, r["requirement"], r["subject"], r["host"])
+            w = waiver_for(p, r["requirement"], r["subject"], r["host"])
             r["waiver"] = _waiver(w) if w else None
     judged = {
-        "profile": profile_bytes.decode("utf-8", errors="replace"),
+        "profile": _text(state.profile.path),
         "facts": [{"name": g.name, "marker": g.marker, "probe_output": g.probe_output}
-                  for t in state.targets if (g := state.gathered.get(t.name))],
+                  for name in targets if (g := state.gathered.get(name))],
         "results": results,
     }
+    if state.host_profiles:  # a fleet with a profile per host (--profile-map)
+        judged["host_profiles"] = {name: _text(p.path) for name, p in profile_of.items()}
+    profiles_used = list({id(p): p for p in [state.profile, *profile_of.values()]}.values())
     today = now.date()
-    doc = {
+    return {
         "format": REPORT_FORMAT,
         "sha256": content_hash(judged),
         "run": {
-            "title": title(profile.name),
-            "profile": profile.name,
-            "profile_path": str(profile.path),
-            "profile_sha256": hashlib.sha256(profile_bytes).hexdigest(),
+            "title": title(state.profile.name),
+            "profile": state.profile.name,
+            "profile_path": str(state.profile.path),
+            "profile_sha256": hashlib.sha256(judged["profile"].encode("utf-8")).hexdigest(),
+            "host_profiles": {name: p.name for name, p in profile_of.items()},
             "version": _version(),
             "user": getpass.getuser(),
             "machine": socket.gethostname(),
             "time": now.isoformat(timespec="seconds"),
             "mode": ", ".join(dict.fromkeys(_mode(t) for t in state.targets)),
-            "fixes_dir": str(config.rootpath / "fixes"),
         },
         "requirements": {rid: {"title": req.title, "rationale": req.rationale, "scope": req.scope,
-                               "severity": profile.severity_of(rid)}
+                               "severity": state.profile.severity_of(rid)}
                          for rid, req in CATALOG.items() if any(r["requirement"] == rid for r in results)},
-        "hosts": [_host(t, state, results, list(subj_order)) for t in state.targets],
-        "waivers": [dict(_waiver(w), days_left=(w.expires - today).days, expired=w.expires < today,
+        "hosts": [_host(t, state, results, profile_of[t.name]) for t in state.targets],
+        "waivers": [dict(_waiver(w), profile=p.name, days_left=(w.expires - today).days, expired=w.expires < today,
                          applies_to=[r["id"] for r in results if r["waiver"] == _waiver(w)])
-                    for w in profile.waivers],
+                    for p in profiles_used for w in p.waivers],
         "fix_scripts": {rid: script for rid in CATALOG if (script := _fix_script(config.rootpath / "fixes", rid))},
-        "fix_runs": list(getattr(state, "fix_runs", []) or []),
+        "fix_runs": [_jsonable(run) for run in getattr(state, "fix_runs", None) or []],
         "judged": judged,
     }
-    return doc
+
+
+def _text(path) -> str:
+    return Path(path).read_bytes().decode("utf-8", errors="replace")
+
+
+def _jsonable(value):
+    """A fix run as plain JSON values (it is the fix helper's dict; keep it as recorded)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _fix_script(fixes: Path, requirement: str) -> str:
@@ -187,7 +217,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _host(target, state, results: list[dict], subjects: list[str]) -> dict:
+def _host(target, state, results: list[dict], profile) -> dict:
     mine = [r for r in results if r["host"] == target.name]
     counts = {s: sum(r["status"] == s for r in mine) for s in STATUSES}
     if not mine or any(r["status"] in BLOCKING for r in mine):  # nothing checked is never ready
@@ -200,7 +230,7 @@ def _host(target, state, results: list[dict], subjects: list[str]) -> dict:
     return {"name": target.name, "source": target.source, "gathered_at": g.gathered_at if g else "",
             "verdict": verdict, "counts": counts, "error": state.errors.get(target.name, ""),
             "facts": _facts(state.facts.get(target.name)),
-            "columns": _columns(mine, subjects)}
+            "profile": profile.name, "columns": _columns(mine, [s.name for s in [*profile.devices, *profile.disks]])}
 
 
 def _facts(f) -> dict:

@@ -25,6 +25,9 @@ WAIVERS = """waivers:
 """
 
 
+INJECTION = '</script><img id="injected" src="x"> & </div>'
+
+
 @dataclass
 class Report:
     proc: object
@@ -57,8 +60,10 @@ def audit(out: Path, sysroot: Path, profile_text: str = BUNDLED, *extra: str) ->
 def broken_host(tmp_path_factory) -> HostCopy:
     """The sample host with ceph-nvme-1 back on nvme and the boot configuration reset to the distribution's."""
     host = HostCopy(tmp_path_factory.mktemp("broken") / "dl360-gen9-01").bind("0000:06:00.0", "nvme")
-    return host.replace("etc/default/grub", 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"',
-                        'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"')
+    host.replace("etc/default/grub", 'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on iommu=pt"',
+                 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash"')
+    # Host text that would end the report's data script and inject markup if it were not escaped.
+    return host.append("etc/default/grub", f"# {INJECTION}\n")
 
 
 @pytest.fixture(scope="package")
