@@ -144,8 +144,9 @@ def build(state, collector: Collector, config: pytest.Config, now: datetime.date
                   for name in targets if (g := state.gathered.get(name))],
         "results": results,
     }
-    if state.host_profiles:  # a fleet with a profile per host (--profile-map)
-        judged["host_profiles"] = {name: _text(p.path) for name, p in profile_of.items()}
+    host_texts = {name: _text(p.path) for name, p in profile_of.items()}
+    if any(text != judged["profile"] for text in host_texts.values()):  # a profile per host (--profile-map)
+        judged["host_profiles"] = host_texts
     profiles_used = list({id(p): p for p in [state.profile, *profile_of.values()]}.values())
     today = now.date()
     return {

@@ -5,6 +5,7 @@ before pytest-html's (which reads --html) whatever order the plugins were loaded
 """
 
 import datetime
+import os
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,9 @@ class ReportPlugin:
             tr.line(f"{h['name']}: {h['verdict']} ({model.counts_text(h['counts'])})")
         tr.line(f"content SHA-256 (profile + facts + results): {self.doc['sha256']}")
         if self.html_path:
-            tr.line(f"report: {self.html_path}  (check it with: iommu-audit verify {self.html_path})")
+            shown = os.path.relpath(self.html_path) if self.html_path.is_absolute() and \
+                Path.cwd() in self.html_path.parents else str(self.html_path)
+            tr.line(f"report: {shown}  (check it with: iommu-audit verify {shown})")
         if tr.config.getoption("report_json", None):
             tr.line(f"json: {tr.config.getoption('report_json')}")
 

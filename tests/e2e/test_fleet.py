@@ -14,6 +14,7 @@ import sys
 import pytest
 import yaml
 
+from iommu_audit.report import verify
 from tests.e2e.audit_run import PROJECT, QEMU_NVME_ID, audit, put_file, ssh_args, write_profile
 
 GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on"\nGRUB_CMDLINE_LINUX=""\n'
@@ -64,7 +65,8 @@ def golive(rack, tmp_path_factory):
         "hosts": {good.name: None, bad.name: {"iommu_audit_profile": str(tmp / "plain-node.yaml")}}}}}}))
     _, config = ssh_args(good, bad)  # hosts are ssh aliases: the inventory names are what ssh resolves
     run = audit(tmp, tmp / "ceph-node.yaml", "--hosts=ansible://rack1", f"--ansible-inventory={tmp / 'inventory.yml'}",
-                config, "-n", "2", "-vv", f"--save-facts={tmp / 'golive.json'}")
+                config, "-n", "2", "-vv", f"--save-facts={tmp / 'golive.json'}",
+                f"--html={tmp / 'golive.html'}", "--self-contained-html", f"--json={tmp / 'golive-report.json'}")
     return run, tmp / "golive.json"
 
 
@@ -136,3 +138,22 @@ def test_discover_over_ssh_gives_a_profile_that_audits_the_guest(rack, tmp_path)
     assert run.rc == 0, run.output
     assert run.outcome(f"test_bound_to_vfio[e2e-fleet-a-{by_address[good.nvme_addresses[0]]['name']}]") == "passed"
     assert run.outcome(f"test_host_device_kept[e2e-fleet-a-{by_address[good.nic_address]['name']}]") == "passed"
+
+
+def test_one_report_for_the_fleet_with_a_verdict_per_host(golive):
+    """The inventory run's report (-n 2, a profile per host): one file, a matrix and verdict per host."""
+    _, saved = golive
+    doc = json.loads((saved.parent / "golive-report.json").read_text())
+    hosts = {h["name"]: h for h in doc["hosts"]}
+    assert sorted(hosts) == ["e2e-fleet-a", "e2e-fleet-b"] and doc["run"]["mode"] == "Ansible"
+    assert hosts["e2e-fleet-a"]["verdict"] == "READY" and hosts["e2e-fleet-b"]["verdict"] == "NOT READY"
+    assert hosts["e2e-fleet-a"]["profile"] == "ceph-node" and hosts["e2e-fleet-b"]["profile"] == "plain-node"
+    status = {(r["host"], r["requirement"], r["subject"]): r["status"] for r in doc["judged"]["results"]}
+    assert status[("e2e-fleet-b", "iommu-active", None)] == "failed"
+    assert status[("e2e-fleet-a", "bound-to-vfio", "ceph-nvme-1")] == "passed"
+    assert "intel_iommu=off" in hosts["e2e-fleet-b"]["facts"]["cmdline"]
+    assert hosts["e2e-fleet-a"]["facts"]["system_vendor"] == "QEMU"  # DMI read from the guest's real sysfs
+    page = saved.parent / "golive.html"
+    text = page.read_text()
+    assert text.count('class="matrix"') == 2 and 'id="matrix-e2e-fleet-b"' in text
+    assert verify.verify(page) == []
