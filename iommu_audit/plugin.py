@@ -416,10 +416,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         # facts-gathered fails such a host, but -k may have deselected it: a host that was not read never passes.
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = session.config.getoption("save_facts", None)
-    if not path:
-        return
-    if fleet.is_worker(session.config):  # the controller writes the file once, from every worker's hosts
+    if fleet.is_worker(session.config):  # the controller writes the file (and the report) from every worker's hosts
         fleet.worker_output(session.config, state.gathered, state.errors)
+        return
+    if not path:
         return
     _save_facts(state, path, session)
 

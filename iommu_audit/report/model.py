@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from iommu_audit import gather
 from iommu_audit.requirements import CATALOG
 
 REPORT_FORMAT = "iommu-audit-report/1"
@@ -228,9 +229,15 @@ def _host(target, state, results: list[dict], profile) -> dict:
     else:
         verdict = READY
     g = state.gathered.get(target.name)
+    facts = state.facts.get(target.name)
+    if facts is None and g is not None:  # under pytest-xdist the controller gets the probe output only
+        try:
+            facts = gather.parse(g)
+        except gather.GatherError:
+            facts = None
     return {"name": target.name, "source": target.source, "gathered_at": g.gathered_at if g else "",
             "verdict": verdict, "counts": counts, "error": state.errors.get(target.name, ""),
-            "facts": _facts(state.facts.get(target.name)),
+            "facts": _facts(facts),
             "profile": profile.name, "columns": _columns(mine, [s.name for s in [*profile.devices, *profile.disks]])}
 
 
