@@ -41,7 +41,7 @@ def test_parallel_hosts_give_the_same_results_and_facts(tmp_path, broken_host):
     roots = f"--sysroot={broken_host.root},samples/dl360-gen9-01"
     serial, parallel = tmp_path / "serial.json", tmp_path / "parallel.json"
     run("--profile=dl360-gen9", roots, f"--json={serial}")
-    proc = run("--profile=dl360-gen9", roots, "-n", "2", f"--json={parallel}")
+    proc = run("--profile=dl360-gen9", roots, "-n", "2", f"--json={parallel}", timeout=600)  # workers start slowly
     assert_clean(proc)
     a, b = json.loads(serial.read_text()), json.loads(parallel.read_text())
     assert a["judged"]["results"] == b["judged"]["results"] and len(b["judged"]["facts"]) == 2
