@@ -27,11 +27,10 @@ def test_a_fresh_report_verifies(failing_report):
 @pytest.mark.parametrize("where", ["verdict", "matrix cell", "embedded result", "seal", "first byte", "last byte"])
 def test_one_altered_byte_fails_verification(tmp_path, failing_report, where):
     data = bytearray(failing_report.html.read_bytes())
-    text = data.decode()
-    at = {"verdict": text.index("NOT READY") + 4,  # NOT READY -> NOT_READY
-          "matrix cell": text.index("</span> FAIL</a>") + len("</span> F"),
-          "embedded result": text.index('"status": "failed"', text.index(verify.DATA_OPEN)) + len('"status": "f'),
-          "seal": text.index('<code id="ia-seal">') + len('<code id="ia-seal">') + 10,
+    at = {"verdict": data.index(b"NOT READY") + 4,  # NOT READY -> NOT_READY
+          "matrix cell": data.index(b"</span> FAIL</a>") + len(b"</span> F"),
+          "embedded result": data.index(b'"status": "failed"', data.index(verify.DATA_OPEN.encode())) + 12,
+          "seal": data.index(verify.SEAL_OPEN) + len(verify.SEAL_OPEN) + 10,
           "first byte": 0, "last byte": len(data) - 2}[where]
     data[at] = ord("_") if data[at] != ord("_") else ord("x")
     altered = tmp_path / "altered.html"
