@@ -177,8 +177,11 @@ def fix_runs(doc: dict) -> str:
 
 def _fix_run(run: dict) -> str:
     """One host's --fix (or --undo) run as the fix session records it (see NOTES.md): plan, steps, before/after."""
+    steps_rebooting = [st for st in run.get("steps") or [] if st.get("reboot")]
     reboot = ('<strong class="expired">REBOOT REQUIRED</strong> for the boot configuration to take effect'
-              if run.get("reboot_required") else "no reboot needed")
+              if run.get("reboot_required") else
+              f"the plan needs a reboot ({len(steps_rebooting)} step(s) below); nothing was applied"
+              if steps_rebooting and run.get("outcome") != "applied" else "no reboot needed")
     head = (f'<h3>{e(run.get("host"))}: {e(run.get("outcome"))}</h3><table class="ia-kv">'
             + _rows([("Run", f'<code>{e(run.get("run_id"))}</code>, log on the host: <code>{e(run.get("log_dir"))}</code>'),
                      ("Reboot", reboot)]) + "</table>")

@@ -176,3 +176,15 @@ def test_fix_runs_show_plan_steps_reboot_and_before_after(tmp_path, failing_repo
 
 def test_a_read_only_audit_says_so(failing_report):
     assert "No remediation was run: this report is a read-only audit." in failing_report.text
+
+
+def test_a_real_dry_run_plan_is_in_the_report(tmp_path, broken_host):
+    """--fix --dry-run (iommu_audit/fix) on the broken copy: its plan lands in the report, nothing re-audited."""
+    from tests.unit.report.conftest import audit, BUNDLED
+    r = audit(tmp_path, broken_host.root, BUNDLED, "--fix", "--dry-run")
+    [run] = r.doc["fix_runs"]
+    assert run["outcome"] == "dry-run" and run["after"] is None
+    runs = squash(Texts(r.text).text["fix-runs"])
+    assert "dl360-gen9-01: dry-run" in runs and "the plan needs a reboot" in runs
+    assert "fixes/cmdline-persistent.sh yes planned" in runs and "fixes/bound-to-vfio.sh no planned" in runs
+    assert "bound-to-vfio[ceph-nvme-1] 0000:06:00.0 is bound to nvme not re-audited" in runs
