@@ -61,7 +61,7 @@ class ReportPlugin:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from iommu_audit.plugin import STATE
         state = session.config.stash.get(STATE, None)
-        if state is None:
+        if state is None or hasattr(session.config, "workerinput"):  # xdist workers: the controller reports
             return
         self.doc = model.build(state, self.collector, session.config)
         _junit_properties(session.config, self.doc)
@@ -81,7 +81,7 @@ class ReportPlugin:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         # pytest-html wrote the file during sessionfinish: seal the whole file now.
         if self.doc is not None and self.html_path and self.html_path.is_file():
-            verify.seal(self.html_path)
+            verify.seal(self.html_path)  # a file this run did not write (no unsealed seal) is left alone
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.doc is None:

@@ -41,8 +41,11 @@ def test_parallel_hosts_give_the_same_results_and_facts(tmp_path, broken_host):
     roots = f"--sysroot={broken_host.root},samples/dl360-gen9-01"
     serial, parallel = tmp_path / "serial.json", tmp_path / "parallel.json"
     run("--profile=dl360-gen9", roots, f"--json={serial}")
-    proc = run("--profile=dl360-gen9", roots, "-n", "2", f"--json={parallel}", timeout=600)  # workers start slowly
+    page = tmp_path / "parallel.html"
+    proc = run("--profile=dl360-gen9", roots, "-n", "2", f"--json={parallel}", f"--html={page}",
+               "--self-contained-html", timeout=600)  # workers start slowly
     assert_clean(proc)
+    assert verify.verify(page) == []  # written and sealed once, by the controller
     a, b = json.loads(serial.read_text()), json.loads(parallel.read_text())
     assert a["judged"]["results"] == b["judged"]["results"] and len(b["judged"]["facts"]) == 2
     assert [h["facts"] for h in a["hosts"]] == [h["facts"] for h in b["hosts"]]
