@@ -145,7 +145,7 @@ def test_one_report_for_the_fleet_with_a_verdict_per_host(golive):
     _, saved = golive
     doc = json.loads((saved.parent / "golive-report.json").read_text())
     hosts = {h["name"]: h for h in doc["hosts"]}
-    assert sorted(hosts) == ["e2e-fleet-a", "e2e-fleet-b"] and doc["run"]["mode"] == "Ansible"
+    assert sorted(hosts) == ["e2e-fleet-a", "e2e-fleet-b"] and doc["run"]["mode"] == "SSH"  # inventory hosts are reached over SSH
     assert hosts["e2e-fleet-a"]["verdict"] == "READY" and hosts["e2e-fleet-b"]["verdict"] == "NOT READY"
     assert hosts["e2e-fleet-a"]["profile"] == "ceph-node" and hosts["e2e-fleet-b"]["profile"] == "plain-node"
     status = {(r["host"], r["requirement"], r["subject"]): r["status"] for r in doc["judged"]["results"]}
