@@ -38,6 +38,7 @@ class HostFacts:
     boot_generated: list[tuple[str, str]]  # (grub.cfg or BLS entry, its kernel line)
     interrupt_chips: list[str]
     dmesg_source: str
+    dmesg_unreadable: str  # a log that exists but could not be read ("/dmesg": a directory, no permission)
     boot_log: bool  # dmesg still holds the boot messages
     dmesg: list[dmesg.Finding]
     libvirt_source: str  # virsh | files | error | none
@@ -189,6 +190,7 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         boot_generated=[(r[0], r[1]) for r in sec("boot_generated").rows() if len(r) > 1 and r[1].strip()],
         interrupt_chips=sec("interrupts").body.split(),
         dmesg_source=sec("dmesg").arg("source", "none"),
+        dmesg_unreadable=sec("dmesg").arg("unreadable", ""),
         boot_log=bool(log) and dmesg.boot_messages_present(log[0]),
         dmesg=dmesg.classify(log),
         libvirt_source=source,

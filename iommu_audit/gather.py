@@ -12,6 +12,7 @@ import gzip
 import json
 import secrets
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,9 +31,16 @@ PROBE = "\n".join(line.strip() for line in PROBE_SOURCE.splitlines()
 # variable, not piped into sh, so no command in it can read the rest of the script from stdin.
 DROPBEAR_MAX_COMMAND = 9000
 _PACKED = base64.b64encode(gzip.compress(PROBE.encode(), compresslevel=9, mtime=0)).decode()
+# Arguments: ROOT MARKER SECONDS. Where `timeout` exists, the host itself ends a probe that
+# runs past SECONDS (GNU timeout kills the probe's whole process group, a hanging virsh included).
+TIMED_OUT = "iommu-audit: the probe did not finish in time"
 COMMAND = ("p=$(printf %s " + _PACKED + " | base64 -d | gzip -dc) && [ -n \"$p\" ] || "
            "{ echo 'iommu-audit: cannot unpack the probe: the host needs base64 and gzip' >&2; exit 127; }; "
-           "exec sh -c \"$p\" iommu-audit-probe \"$@\"")
+           "t=; command -v timeout >/dev/null 2>&1 && t=\"timeout -s KILL $3\"; "
+           "$t sh -c \"$p\" iommu-audit-probe \"$1\" \"$2\"; r=$?; "
+           "[ $r = 137 ] && [ -n \"$t\" ] && echo '" + TIMED_OUT + "' >&2; exit $r")
+DEFAULT_TIMEOUT = 120  # seconds per host; a healthy host answers in a few
+_GRACE = 15  # the transport's own wait beyond the host's, for a session that hangs itself
 FACTS_FORMAT = "iommu-audit-facts/1"
 
 
@@ -49,6 +57,7 @@ class Target:
     saved_output: str = ""
     saved_marker: str = MARKER
     inventory_vars: dict = field(default_factory=dict)  # an ansible:// host's inventory variables
+    timeout: float = DEFAULT_TIMEOUT  # --probe-timeout
 
 
 @dataclass
@@ -86,9 +95,16 @@ def _run_probe(target: Target, root: str) -> Gathered:
     host = target.host or testinfra.get_host("local://")
     # A fresh marker per run: nothing the probe copies from the host can open a section.
     marker = f"::iommu-audit-{secrets.token_hex(8)}::"
+    seconds = max(1, round(target.timeout))
+    late = GatherError(f"{target.source}: the probe did not finish within {seconds} s (--probe-timeout): the host, "
+                       "its SSH session or a tool on it hangs (virsh, a FIFO in place of a file); find it, or raise "
+                       "--probe-timeout")
     try:
         # The one round trip: the packed probe travels as an argument of sh -c; testinfra quotes it.
-        result = host.run("sh -c %s iommu-audit-probe %s %s", COMMAND, root, marker)
+        result = _within(seconds + _GRACE, late, host.run, "sh -c %s iommu-audit-probe %s %s %s", COMMAND, root, marker,
+                         str(seconds))
+    except GatherError:
+        raise
     except Exception as exc:  # testinfra backends raise their own types (paramiko, ansible)
         raise GatherError(f"{target.source}: cannot run commands on the host: {_reason(exc)}. {_REACH_HINT}") from None
     # Decode leniently: HPE firmware puts non-UTF-8 bytes into ACPI table lines of dmesg.
@@ -96,8 +112,31 @@ def _run_probe(target: Target, root: str) -> Gathered:
     if f"{marker} end" not in out:
         detail = (result.stderr_bytes.decode("utf-8", errors="replace") or out).strip().splitlines()
         reason = detail[-1] if detail else f"exit code {result.rc}"
+        if reason == TIMED_OUT:
+            raise late
         raise GatherError(f"{target.source}: unreachable, or the probe was cut short ({reason}). {_REACH_HINT}")
     return Gathered(target.name, target.source, _now(), out, marker)
+
+
+def _within(seconds: float, late: GatherError, fn, *args):
+    """fn(*args), or `late` once `seconds` have passed (the call goes on in a daemon thread:
+    testinfra's backends cannot be interrupted)."""
+    box = {}
+
+    def call():
+        try:
+            box["result"] = fn(*args)
+        except Exception as exc:  # handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise late
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def parse(g: Gathered) -> HostFacts:

@@ -43,6 +43,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
                                   "dev/, etc/ and a dmesg capture (see README)")
     g.addoption("--facts", help="re-run the checks on facts saved earlier with --save-facts")
     g.addoption("--save-facts", metavar="FILE", help="write what was gathered from each host to FILE (JSON)")
+    g.addoption("--probe-timeout", metavar="SECONDS", type=float, default=gather.DEFAULT_TIMEOUT,
+                help=f"give up on a host whose probe has not answered after SECONDS (default "
+                     f"{gather.DEFAULT_TIMEOUT}): its facts-gathered check fails, naming the host")
     fleet.add_options(g)
     drift.add_options(g)
     fix_session.add_options(g)
@@ -144,6 +147,10 @@ def _targets(config: pytest.Config) -> list[gather.Target]:
         targets = [_live_target(h) for h in hosts]
     if not targets:
         raise pytest.UsageError("no host to audit: the --facts file or --sysroot list is empty")
+    if not 0 < opt.probe_timeout < 86400:
+        raise pytest.UsageError(f"--probe-timeout {opt.probe_timeout:g}: give a number of seconds above 0, e.g. 120")
+    for t in targets:
+        t.timeout = opt.probe_timeout
     names = [t.name for t in targets]
     for i, t in enumerate(targets):  # two hosts with one name would share test ids
         if names.count(t.name) > 1:

@@ -17,10 +17,17 @@ M=${2:-::iommu-audit::}
 LC_ALL=C
 export LC_ALL
 TAB=$(printf "\t")
+# Only regular files are read, at most CAP bytes (a FIFO or /dev/zero in place of a
+# file would hang or never end); host tools get 30 s each where timeout exists.
+CAP=16777216
+T=
+command -v timeout >/dev/null 2>&1 && T="timeout 30"
 
 sec() { printf "\n%s %s\n" "$M" "$*"; }
 # val FILE: print the first line of FILE, or nothing if it is unreadable.
-val() { v=; { read -r v < "$1"; } 2>/dev/null; printf "%s" "$v"; }
+val() { v=; [ -f "$1" ] && { read -r v < "$1"; } 2>/dev/null; printf "%s" "$v"; }
+# body FILE: FILE's text, capped.
+body() { [ -f "$1" ] && head -c "$CAP" "$1" 2>/dev/null; }
 # link PATH: print the last component of a symlink's target, or nothing.
 link() { [ -L "$1" ] && { l=$(readlink "$1"); printf "%s" "${l##*/}"; }; }
 # files GLOB...: cat files, each after a "MARKER:file PATH" row (PATH without ROOT);
@@ -29,7 +36,7 @@ files() {
 	for f in "$@"; do
 		[ -f "$f" ] || continue
 		printf "%s:file %s\n" "$M" "${f#"$R"}"
-		cat "$f" 2>/dev/null
+		body "$f"
 		printf "\n"
 	done
 }
@@ -37,7 +44,7 @@ files() {
 sec probe 1 root="${R:-/}"
 printf "hostname\t%s\n" "$(val "$R/proc/sys/kernel/hostname")"
 printf "kernel\t%s\n" "$(val "$R/proc/sys/kernel/osrelease")"
-printf "cpu_vendor\t%s\n" "$(grep -m1 '^vendor_id' "$R/proc/cpuinfo" 2>/dev/null | sed 's/.*: *//')"
+printf "cpu_vendor\t%s\n" "$(body "$R/proc/cpuinfo" | grep -m1 '^vendor_id' | sed 's/.*: *//')"
 if [ -z "$R" ]; then
 	printf "uid\t%s\n" "$(id -u)"
 	printf "ssh_connection\t%s\n" "$SSH_CONNECTION"
@@ -98,7 +105,7 @@ done
 
 # fstype: udev's ID_FS_TYPE (zfs_member, LVM2_member, ceph_bluestore...): a use
 # that leaves no mount and no holder behind.
-fstype() { mm=$(val "$1/dev"); [ -n "$mm" ] && grep -m1 "^E:ID_FS_$2=" "$R/run/udev/data/b$mm" 2>/dev/null | sed "s/^E:ID_FS_$2=//"; }
+fstype() { mm=$(val "$1/dev"); [ -f "$R/run/udev/data/b$mm" ] && grep -m1 "^E:ID_FS_$2=" "$R/run/udev/data/b$mm" 2>/dev/null | sed "s/^E:ID_FS_$2=//"; }
 
 # disk NAME PATH HOLDERS FSTYPE LABEL / part NAME DISK HOLDERS FSTYPE LABEL (a ZFS label is its pool)
 sec block
@@ -123,11 +130,11 @@ sec fstab
 files "$R/etc/fstab" "$R/etc/crypttab"
 
 sec mounts
-cat "$R/proc/mounts" 2>/dev/null
+body "$R/proc/mounts"
 sec swaps
-cat "$R/proc/swaps" 2>/dev/null
+body "$R/proc/swaps"
 sec mdstat
-cat "$R/proc/mdstat" 2>/dev/null
+body "$R/proc/mdstat"
 
 # dev NAME PCI-FUNCTION UPPERS: a bridge, bond or VLAN on top carries the port's traffic.
 sec net
@@ -137,7 +144,7 @@ for n in "$R"/sys/class/net/*; do
 	printf "dev\t%s\t%s\t%s\n" "${n##*/}" "$(link "$n/device")" "$up"
 done
 # Interface of the default route (/proc/net/route: Iface Destination ...).
-[ -r "$R/proc/net/route" ] && while read -r ifc dst _; do
+[ -f "$R/proc/net/route" ] && while read -r ifc dst _; do
 	[ "$dst" = 00000000 ] && printf "default\t%s\n" "$ifc"
 done < "$R/proc/net/route"
 if [ -z "$R" ] && command -v ip >/dev/null 2>&1; then
@@ -149,7 +156,7 @@ fi
 # when sudo has dropped SSH_CONNECTION.
 sshport=$(printf "%04X" "${SSH_CONNECTION##* }" 2>/dev/null)
 for t in "$R/proc/net/tcp" "$R/proc/net/tcp6"; do
-	[ -r "$t" ] && while read -r _ local _ st _; do
+	[ -f "$t" ] && while read -r _ local _ st _; do
 		[ "$st" = 01 ] || continue
 		case $local in *:0016 | *:"${sshport:-0016}") printf "tcp\t%s\n" "$local" ;; esac
 	done < "$t"
@@ -157,12 +164,12 @@ done
 
 sec modules
 kver=$(val "$R/proc/sys/kernel/osrelease")
-[ -r "$R/proc/modules" ] && while read -r name _; do printf "loaded\t%s\n" "$name"; done < "$R/proc/modules"
+[ -f "$R/proc/modules" ] && while read -r name _; do printf "loaded\t%s\n" "$name"; done < "$R/proc/modules"
 for m in "$R"/sys/module/vfio* "$R"/sys/module/pci_stub; do
 	[ -d "$m" ] && printf "sysfs\t%s\n" "${m##*/}"
 done
-grep -E 'vfio|pci-stub' "$R/lib/modules/$kver/modules.builtin" 2>/dev/null | sed "s/^/builtin$TAB/"
-grep -o -E '^[^:]*(vfio|pci-stub)[^:]*' "$R/lib/modules/$kver/modules.dep" 2>/dev/null | sed "s/^/file$TAB/"
+body "$R/lib/modules/$kver/modules.builtin" | grep -E 'vfio|pci-stub' | sed "s/^/builtin$TAB/"
+body "$R/lib/modules/$kver/modules.dep" | grep -o -E '^[^:]*(vfio|pci-stub)[^:]*' | sed "s/^/file$TAB/"
 
 sec modprobe_d
 files "$R"/etc/modprobe.d/*.conf "$R"/run/modprobe.d/*.conf "$R"/lib/modprobe.d/*.conf "$R"/usr/lib/modprobe.d/*.conf
@@ -179,10 +186,10 @@ files "$R"/etc/default/grub "$R"/etc/default/grub.d/*.cfg "$R"/etc/kernel/cmdlin
 # What the boot loader will really pass: the first linux line of grub.cfg, BLS entries.
 sec boot_generated
 for f in "$R"/boot/grub/grub.cfg "$R"/boot/grub2/grub.cfg; do
-	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep -m1 -E '^[[:space:]]*linux(16|efi)?[[:space:]]' "$f" | tr '\t' ' ')"
+	[ -f "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep -m1 -E '^[[:space:]]*linux(16|efi)?[[:space:]]' "$f" | tr '\t' ' ')"
 done
 for f in "$R"/boot/loader/entries/*.conf; do
-	[ -r "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep '^options' "$f" | tr '\t\n' '  ')"
+	[ -f "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep '^options' "$f" | tr '\t\n' '  ')"
 done
 
 # Firmware and placement: each group's reserved regions ("START END TYPE"; a group row
@@ -208,21 +215,25 @@ if [ -n "$R" ]; then
 fi
 
 sec interrupts
-grep -o -E '(IR|DMAR|AMD-Vi)-[A-Za-z0-9_-]+' "$R/proc/interrupts" 2>/dev/null | sort -u
+body "$R/proc/interrupts" | grep -a -o -E '(IR|DMAR|AMD-Vi)-[A-Za-z0-9_-]+' | sort -u
 
 # dmesg: the first line tells whether boot messages were rotated away; the
 # rest is filtered on the host so a long-running host sends kilobytes, not MB.
 DMESG_PATTERN='dmar|iommu|amd-vi|ivrs|vfio|remapping|rmrr|pci-dma|command line|linux version|bios is broken|bios vendor'
 if [ -n "$R" ]; then
-	src=; for f in "$R/dmesg" "$R/var/log/dmesg"; do [ -f "$f" ] && { src=${f#"$R"}; break; }; done
-	sec dmesg source="${src:-none}"
-	[ -n "$src" ] && { head -n 1 "$R$src"; grep -i -E "$DMESG_PATTERN" "$R$src"; }
+	src=; bad=; for f in "$R/dmesg" "$R/var/log/dmesg"; do
+		if [ -f "$f" ] && [ -r "$f" ]; then src=${f#"$R"}; break; fi
+		{ [ -e "$f" ] || [ -L "$f" ]; } && bad=${bad:-${f#"$R"}}
+	done
+	sec dmesg source="${src:-none}" ${bad:+unreadable="$bad"}
+	# -a: one NUL byte must not turn the log into "binary file matches".
+	[ -n "$src" ] && { body "$R$src" | head -n 1; body "$R$src" | grep -a -i -E "$DMESG_PATTERN"; }
 else
-	out=$(dmesg 2>/dev/null)
+	out=$($T dmesg 2>/dev/null)
 	# The ring buffer of a long-running host has lost its boot lines: the journal keeps them.
 	case $(printf "%s\n" "$out" | head -n 1) in
 	"[    0.000000]"*) ;;
-	*) j=$(journalctl -k -b -q --no-pager -o short-monotonic 2>/dev/null | sed 's/^\(\[[^]]*\]\) [^ ]* kernel: /\1 /') &&
+	*) j=$($T journalctl -k -b -q --no-pager -o short-monotonic 2>/dev/null | sed 's/^\(\[[^]]*\]\) [^ ]* kernel: /\1 /') &&
 		[ -n "$j" ] && out=$j src=journal ;;
 	esac
 	if [ -n "$out" ]; then
@@ -231,7 +242,7 @@ else
 		out=
 		sec dmesg source=none
 	fi
-	[ -n "$out" ] && { printf "%s\n" "$out" | head -n 1; printf "%s\n" "$out" | grep -i -E "$DMESG_PATTERN"; }
+	[ -n "$out" ] && { printf "%s\n" "$out" | head -n 1; printf "%s\n" "$out" | grep -a -i -E "$DMESG_PATTERN"; }
 fi
 
 # libvirt: persistent definitions and what running VMs hold now (hot-plugged devices).
@@ -248,16 +259,16 @@ if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
 fi
 if [ "${lvd:-stopped}" != stopped ]; then
 	uri=${LIBVIRT_DEFAULT_URI:-qemu:///system}
-	if names=$(virsh -q -c "$uri" list --all --name 2>&1); then
-		running=$(virsh -q -c "$uri" list --name 2>/dev/null)
+	if names=$($T virsh -q -c "$uri" list --all --name 2>&1); then
+		running=$($T virsh -q -c "$uri" list --name 2>/dev/null)
 		sec libvirt source=virsh
 		printf "%s\n" "$names" | while IFS= read -r dom; do
 			[ -n "$dom" ] || continue
 			sec domain defined "$dom"
-			virsh -q -c "$uri" dumpxml --inactive --domain "$dom" 2>&1
+			$T virsh -q -c "$uri" dumpxml --inactive --domain "$dom" 2>&1
 			if printf "%s\n" "$running" | grep -qxF -- "$dom"; then
 				sec domain live "$dom"
-				virsh -q -c "$uri" dumpxml --domain "$dom" 2>&1
+				$T virsh -q -c "$uri" dumpxml --domain "$dom" 2>&1
 			fi
 		done
 	else

@@ -50,6 +50,9 @@ _KINDS = [
     ("default_domain", r"iommu: Default domain type:"),
 ]
 _COMPILED = [(kind, re.compile(p)) for kind, p in _KINDS]
+# printk lines are at most 1024 bytes; a longer "line" is garbage, and the ".*" patterns
+# above would take quadratic time on it (a 170 KB line took 35 s).
+MAX_LINE = 4096
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Finding:
 def classify(lines: list[str]) -> list[Finding]:
     out = []
     for line in lines:
+        line = line[:MAX_LINE]
         for kind, rx in _COMPILED:
             hit = rx.search(line)
             if hit:

@@ -180,7 +180,8 @@ BLOCKER_FIX = {
 
 def no_known_blockers(facts: HostFacts, profile: Profile) -> Verdict:
     if facts.dmesg_source == "none":
-        return failed("the kernel log could not be read", "a readable kernel log to search for known blockers",
+        unreadable = f" ({facts.dmesg_unreadable} exists but is not a readable file)" if facts.dmesg_unreadable else ""
+        return failed(f"the kernel log could not be read{unreadable}", "a readable kernel log to search for known blockers",
                       "run as root or with --sudo (dmesg is restricted), or add a dmesg capture to the sysroot")
     # Every line present counts, whether or not the log still starts at boot.
     hits = [f for kind in BLOCKER_FIX for f in facts.findings(kind)]

@@ -1,8 +1,10 @@
 """The probe itself: POSIX sh, same output under dash and busybox, read-only, one command."""
 
+import os
 import shutil
 from pathlib import Path
 import subprocess
+import time
 
 import pytest
 
@@ -105,7 +107,8 @@ def test_the_probe_command_fits_dropbear(sudo):
     # dropbear (common on busybox hosts) closes the session on commands over 9000 bytes ("String too long");
     # --sudo quotes the command once more.
     local = gather.testinfra.get_host("local://", sudo=sudo)
-    command = local.backend.get_command("sh -c %s iommu-audit-probe %s %s", gather.COMMAND, "/" * 64, "::iommu-audit-" + "0" * 16 + "::")
+    command = local.backend.get_command("sh -c %s iommu-audit-probe %s %s %s", gather.COMMAND, "/" * 64,
+                                        "::iommu-audit-" + "0" * 16 + "::", "3600")
     assert len(command.encode()) < gather.DROPBEAR_MAX_COMMAND
 
 
@@ -118,7 +121,7 @@ def test_the_packed_command_runs_on_a_busybox_only_host(tmp_path, host):
     bin_dir.mkdir()
     for applet in subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split():
         (bin_dir / applet).symlink_to(bb)
-    out = subprocess.run([bb, "sh", "-c", gather.COMMAND, "probe", str(host.root), gather.MARKER], capture_output=True,
+    out = subprocess.run([bb, "sh", "-c", gather.COMMAND, "probe", str(host.root), gather.MARKER, "60"], capture_output=True,
                          text=True, errors="replace", env={"PATH": str(bin_dir)}).stdout
     assert out == run_probe(["sh"], host.root)
 
@@ -128,7 +131,7 @@ def test_a_host_without_gzip_gets_a_clear_reason(tmp_path, host):
     bin_dir.mkdir()
     for tool in ("sh", "printf", "base64"):
         (bin_dir / tool).symlink_to(shutil.which(tool) or "/bin/" + tool)
-    r = subprocess.run(["sh", "-c", gather.COMMAND, "probe", str(host.root)], capture_output=True, text=True,
+    r = subprocess.run(["sh", "-c", gather.COMMAND, "probe", str(host.root), "m", "60"], capture_output=True, text=True,
                        env={"PATH": str(bin_dir)})
     assert r.returncode == 127 and "cannot unpack the probe: the host needs base64 and gzip" in r.stderr
     assert "iommu-audit" not in r.stdout
@@ -162,3 +165,35 @@ def test_virsh_is_not_asked_when_no_libvirt_daemon_runs(tmp_path):
     assert not calls.exists()
     libvirt = [s for s in split(out) if s.name == "libvirt"]
     assert libvirt[0].args in (("source=files", "daemon=stopped"), ("source=error",))
+
+
+def test_special_files_in_place_of_files_are_not_read(tmp_path, host):
+    # Run the probe itself (no confined view): a FIFO would hang it, /dev/zero never end.
+    for rel in ("proc/mounts", "proc/cpuinfo", "etc/modprobe.d/zero.conf"):
+        if host.path(rel).exists():
+            host.remove(rel)
+        os.symlink("/dev/zero", host.path(rel))
+    for rel in ("proc/modules", "dmesg", "sys/bus/pci/slots/1/address"):
+        host.remove(rel)
+        os.mkfifo(host.path(rel))
+    out = subprocess.run(["sh", "-c", gather.PROBE, "probe", str(host.root)], capture_output=True, text=True,
+                         errors="replace", timeout=60).stdout
+    sections = {s.name: s for s in split(out)}
+    assert sections["end"] and sections["mounts"].body.strip() == "" and "loaded" not in sections["modules"].body
+    assert sections["dmesg"].arg("source") == "none" and sections["dmesg"].arg("unreadable") == "/dmesg"
+
+
+def test_the_kernel_log_is_read_as_text_past_a_nul_byte(host):
+    host.write("dmesg", host.read("dmesg") + "[    3.0] odd \x00 byte\n[    3.1] DMAR: late line\n")
+    body = next(s for s in split(run_probe(["sh"], host.root)) if s.name == "dmesg").body
+    assert "DMAR: late line" in body and "binary file" not in body
+
+
+def test_the_probe_timeout_ends_a_hanging_probe(host, monkeypatch):
+    local = gather.testinfra.get_host("local://")
+    monkeypatch.setattr(gather, "_GRACE", 0)
+    monkeypatch.setattr(local, "run", lambda *a: time.sleep(5))  # a session that never answers
+    start = time.monotonic()
+    with pytest.raises(gather.GatherError, match=r"ssh://node1: the probe did not finish within 1 s \(--probe-timeout\)"):
+        gather.gather(gather.Target("node1", "ssh://node1", host=local, timeout=1))
+    assert time.monotonic() - start < 4
