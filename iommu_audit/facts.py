@@ -25,6 +25,7 @@ class HostFacts:
     nvme: dict[str, sysfs.NvmeController]
     slots: dict[str, str]
     block: dict[str, storage.BlockDevice]
+    btrfs: dict[str, list[str]]  # filesystem UUID -> member devices (a multi-device btrfs mounts by one)
     dev_links: dict[str, str]  # /dev/disk/by-*/..., /dev/mapper/... -> kernel name
     mounts: list[storage.Mount]
     boot_mounts: list[storage.BootMount]  # /etc/fstab and /etc/crypttab
@@ -177,6 +178,7 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         nvme=sysfs.nvme_controllers(sec("nvme").rows()),
         slots=sysfs.slots(sec("slots").rows()),
         block=storage.block_devices(sec("block").rows()),
+        btrfs=storage.btrfs_members(sec("block").rows()),
         dev_links=storage.disk_links(sec("disk_links").rows()),
         mounts=storage.mounts(sec("mounts").body),
         boot_mounts=storage.boot_mounts(sec("fstab").files()),

@@ -108,15 +108,26 @@ done
 fstype() { mm=$(val "$1/dev"); [ -f "$R/run/udev/data/b$mm" ] && grep -m1 "^E:ID_FS_$2=" "$R/run/udev/data/b$mm" 2>/dev/null | sed "s/^E:ID_FS_$2=//"; }
 
 # disk NAME PATH HOLDERS FSTYPE LABEL / part NAME DISK HOLDERS FSTYPE LABEL (a ZFS label is its pool)
+# via NAME CONTROLLER-PATH: an NVMe multipath namespace (under virtual/nvme-subsystem/) and
+# each controller of its subsystem. btrfs UUID NAME: members of a (multi-device) btrfs.
 sec block
 for b in "$R"/sys/block/*; do
 	[ -e "$b" ] || continue
 	n=${b##*/}
-	printf "disk\t%s\t%s\t%s\t%s\t%s\n" "$n" "$(readlink "$b")" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$b" TYPE)" "$(fstype "$b" LABEL)"
+	bp=$(readlink "$b")
+	case $bp in */nvme-subsystem/*) for c in "$b"/../nvme*; do
+		[ -L "$c" ] && printf "via\t%s\t%s\n" "$n" "$(readlink "$c")"
+	done ;; esac
+	printf "disk\t%s\t%s\t%s\t%s\t%s\n" "$n" "$bp" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$b" TYPE)" "$(fstype "$b" LABEL)"
 	for p in "$b/$n"*; do
 		[ -f "$p/partition" ] || continue
 		printf "part\t%s\t%s\t%s\t%s\t%s\n" "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$p" TYPE)" "$(fstype "$p" LABEL)"
 	done
+done
+for d in "$R"/sys/fs/btrfs/*/devices/*; do
+	[ -e "$d" ] || [ -L "$d" ] || continue
+	u=${d%/devices/*}
+	printf "btrfs\t%s\t%s\n" "${u##*/}" "${d##*/}"
 done
 
 # Stable names of block devices: PATH TARGET (by-id, by-path, by-uuid, ..., /dev/mapper).
@@ -147,6 +158,10 @@ done
 [ -f "$R/proc/net/route" ] && while read -r ifc dst _; do
 	[ "$dst" = 00000000 ] && printf "default\t%s\n" "$ifc"
 done < "$R/proc/net/route"
+# IPv6 (/proc/net/ipv6_route: Dest Plen Src Plen Gateway Metric Ref Use Flags Iface); ::/0 on lo is "unreachable".
+[ -f "$R/proc/net/ipv6_route" ] && while read -r dst plen _ _ _ _ _ _ _ ifc; do
+	[ "$dst$plen" = 0000000000000000000000000000000000 ] && [ "$ifc" != lo ] && printf "default\t%s\n" "$ifc"
+done < "$R/proc/net/ipv6_route"
 if [ -z "$R" ] && command -v ip >/dev/null 2>&1; then
 	ip -o addr show 2>/dev/null | while read -r _ ifc fam addr _; do
 		printf "addr\t%s\t%s\n" "$ifc" "${addr%/*}"

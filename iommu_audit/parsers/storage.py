@@ -13,18 +13,35 @@ class BlockDevice:
     pci_address: str | None  # controller the disk hangs under
     fstype: str = ""  # udev's ID_FS_TYPE: ext4, zfs_member, LVM2_member, ...
     label: str = ""  # udev's ID_FS_LABEL (for zfs_member: the pool name)
+    # Every controller the disk is reached through: an NVMe multipath namespace has one per
+    # controller of its subsystem (its own path is virtual), others their pci_address.
+    controllers: tuple[str, ...] = ()
 
 
 def block_devices(rows: list[list[str]]) -> dict[str, BlockDevice]:
     out: dict[str, BlockDevice] = {}
+    via: dict[str, list[str]] = {}  # multipath namespace -> its controllers' PCI functions
     for r in rows:
         kind, name, where, holders, fstype, label = (r + [""] * 6)[:6]
         hs = tuple(holders.split())
-        if kind == "disk":
-            out[name] = BlockDevice(name, name, hs, pci_address_of(where), fstype, label)
+        if kind == "via" and pci_address_of(where):
+            via.setdefault(name, []).append(pci_address_of(where))
+        elif kind == "disk":
+            ctrls = tuple(via.get(name, [])) or ((pci_address_of(where),) if pci_address_of(where) else ())
+            out[name] = BlockDevice(name, name, hs, ctrls[0] if ctrls else None, fstype, label, ctrls)
         elif kind == "part":
             parent = out.get(where)
-            out[name] = BlockDevice(name, where, hs, parent.pci_address if parent else None, fstype, label)
+            out[name] = BlockDevice(name, where, hs, parent.pci_address if parent else None, fstype, label,
+                                    parent.controllers if parent else ())
+    return out
+
+
+def btrfs_members(rows: list[list[str]]) -> dict[str, list[str]]:
+    """{filesystem UUID: member kernel names} from /sys/fs/btrfs/<uuid>/devices/."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        if r[0] == "btrfs" and len(r) > 2:
+            out.setdefault(r[1], []).append(r[2])
     return out
 
 

@@ -17,6 +17,10 @@ def block_usage(facts: HostFacts, devices: list[BlockDevice]) -> tuple[list[str]
     names = {bd.name for bd in devices}
     # /proc/mounts may name a device by any link (/dev/mapper/x, /dev/disk/by-uuid/...): resolve each.
     mounted = {facts.kernel_name(m.source): m.target for m in facts.mounts if m.source.startswith("/dev/")}
+    for members in facts.btrfs.values():  # /proc/mounts names one device of a multi-device btrfs
+        on = [mounted[m] for m in members if m in mounted]
+        for m in members if on else ():
+            mounted.setdefault(m, f"{on[0]} (btrfs with {', '.join(sorted(members))})")
     zfs_pools = {m.source.split("/", 1)[0] for m in facts.mounts if m.fstype == "zfs"}
     for bd in devices:
         node = f"/dev/{bd.name}"
@@ -52,7 +56,7 @@ def ssh_addresses(facts: HostFacts) -> set[str]:
 
 def pci_usage(facts: HostFacts, addr: str) -> tuple[list[str], list[str]]:
     """(uses, notes) of the block devices and network interfaces the host runs on addr."""
-    uses, notes = block_usage(facts, [bd for bd in facts.block.values() if bd.pci_address == addr])
+    uses, notes = block_usage(facts, [bd for bd in facts.block.values() if addr in bd.controllers])
     sessions = ssh_addresses(facts)
     net = facts.network
     for ifc, nic in net.nic_address.items():

@@ -197,3 +197,14 @@ def test_the_probe_timeout_ends_a_hanging_probe(host, monkeypatch):
     with pytest.raises(gather.GatherError, match=r"ssh://node1: the probe did not finish within 1 s \(--probe-timeout\)"):
         gather.gather(gather.Target("node1", "ssh://node1", host=local, timeout=1))
     assert time.monotonic() - start < 4
+
+
+def test_ipv6_default_route_is_read_and_unreachable_on_lo_is_not(host):
+    host.write("proc/net/ipv6_route",
+               "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 "
+               "00000400 00000001 00000000 00000003     eno2\n"
+               "fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 "
+               "00000100 00000001 00000000 00000001     eno3\n"
+               "00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 "
+               "ffffffff 00000001 00000000 00200200       lo\n")
+    assert host.facts().network.default_route == ["eno1", "eno2"]
