@@ -10,8 +10,10 @@ PROFILE = PROJECT / "profiles" / "dl360-gen9.yaml"
 
 
 def test_mounted_multipath_namespace_on_a_passed_controller_fails(host, tmp_path):
-    # The kernel's layout for a multi-controller drive (nvme_core.multipath=Y): the namespace
-    # nvme9n1 lives under virtual/nvme-subsystem/, which links each controller of the subsystem.
+    # The kernel's layout for a multi-controller drive (nvme_core.multipath=Y), as the Debian 6.1
+    # guest shows it for QEMU's nvme-subsys with two controllers: /sys/block/nvme2n1 ->
+    # ../devices/virtual/nvme-subsystem/nvme-subsys2/nvme2n1, and nvme-subsys2/nvme1 ->
+    # ../../../pci0000:00/0000:00:16.0/nvme/nvme1 (one link per controller).
     subsys = host.path("sys/devices/virtual/nvme-subsystem/nvme-subsys9")
     (subsys / "nvme9n1").mkdir(parents=True)
     (subsys / "nvme9n1/dev").write_text("259:9\n")
