@@ -42,7 +42,7 @@ def test_a_hanging_tool_fails_facts_gathered_naming_the_host(tmp_path, with_time
     took = time.monotonic() - start
     assert run.rc == 1, run.output
     assert run.outcome("test_facts_gathered[local]") == "failed"
-    assert "local: the probe did not finish within 3 s (--probe-timeout)" in run.messages["test_facts_gathered[local]"]
+    assert "local://: the probe did not finish within 3 s (--probe-timeout)" in run.messages["test_facts_gathered[local]"]
     assert not any(o == "passed" for o in run.outcomes.values()), run.outcomes
     assert took < (30 if with_timeout else 45), f"took {took:.0f} s"
 
