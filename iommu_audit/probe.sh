@@ -55,8 +55,8 @@ sec system
 for f in sys_vendor product_name product_serial bios_version bios_date; do
 	printf "%s\t%s\n" "$f" "$(val "$R/sys/class/dmi/id/$f")"
 done
-printf "cpu_model\t%s\n" "$(grep -m1 '^model name' "$R/proc/cpuinfo" 2>/dev/null | sed 's/.*: *//')"
-printf "os\t%s\n" "$(sed -n 's/^PRETTY_NAME=//p' "$R/etc/os-release" "$R/usr/lib/os-release" 2>/dev/null | head -n 1 | tr -d "\"'")"
+printf "cpu_model\t%s\n" "$(body "$R/proc/cpuinfo" | grep -m1 '^model name' | sed 's/.*: *//')"
+printf "os\t%s\n" "$({ body "$R/etc/os-release"; body "$R/usr/lib/os-release"; } | sed -n 's/^PRETTY_NAME=//p' | head -n 1 | tr -d "\"'")"
 
 sec cmdline
 val "$R/proc/cmdline"
