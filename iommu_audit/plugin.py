@@ -10,11 +10,19 @@ import datetime
 import html
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import testinfra
+
+try:  # a pytest outside the project's .venv (a system pytest on the PATH): one line, not a traceback
+    import testinfra
+    import yaml  # noqa: F401
+except ImportError as _missing:
+    sys.stderr.write(f"iommu-audit: this Python ({sys.executable}) lacks the package {_missing.name!r}: set up with "
+                     "`bash scripts/install.sh`, then `. .venv/bin/activate` (or run `.venv/bin/python -m pytest ...`)\n")
+    sys.exit(4)  # SystemExit passes through pytest's plugin and conftest loaders
 
 from iommu_audit import drift, fleet, gather, profile as profiles
 from iommu_audit.facts import HostFacts

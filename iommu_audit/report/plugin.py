@@ -69,10 +69,12 @@ class ReportPlugin:
         if path:
             model.write_json(self.doc, Path(path))
 
+    @pytest.hookimpl(optionalhook=True)  # pytest-html may be off (-p no:html)
     def pytest_html_report_title(self, report) -> None:
         if self.profile_name:
             report.title = model.title(self.profile_name)
 
+    @pytest.hookimpl(optionalhook=True)  # pytest-html may be off (-p no:html)
     def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list, session) -> None:
         if self.doc is not None:
             prefix.append(html.render(self.doc))

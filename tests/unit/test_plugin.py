@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -384,3 +385,38 @@ def test_html_report_shows_requirement_and_finding_of_every_check(tmp_path, unbo
     assert page.count("col-requirement") == ALL_CHECKS  # one cell per check
     assert "0000:06:00.0 is bound to nvme" in page  # the failure's finding
     assert "ACPI DMAR table present" in page  # and the evidence of a pass
+
+
+# --- A pytest other than the project's own (issue 9: "another pytest on the PATH") ---
+
+SAMPLE = ("--profile", "dl360-gen9", "--sysroot", "samples/dl360-gen9-01", "-q")
+
+
+def test_the_root_conftest_loads_the_plugin_when_no_entry_point_did():
+    """PYTEST_DISABLE_PLUGIN_AUTOLOAD stands for a pytest that has not installed this project."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", *SAMPLE], cwd=PROJECT, capture_output=True, text=True,
+                          env={**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert counts(output) == {"passed": ALL_CHECKS}
+
+
+def test_the_audit_runs_without_pytest_html():
+    proc = run(*SAMPLE, "-p", "no:html")
+    assert_clean(proc)
+    assert proc.returncode == 0 and counts(proc.output) == {"passed": ALL_CHECKS}, proc.output
+
+
+def test_a_python_without_testinfra_gets_one_line_and_exit_4():
+    """A system pytest without this project or testinfra: no entry points, testinfra unimportable."""
+    code = ("import sys; sys.modules['testinfra'] = None; import pytest; "
+            f"sys.exit(pytest.main({list(SAMPLE)!r}))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=120,
+                          env={**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"iommu-audit: this Python ({sys.executable}) lacks the package 'testinfra': set up with "
+        "`bash scripts/install.sh`, then `. .venv/bin/activate` (or run `.venv/bin/python -m pytest ...`)"]
