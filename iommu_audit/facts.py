@@ -100,12 +100,20 @@ class HostFacts:
         env = {}
         for path in ("/boot/grub2/grubenv", "/boot/grub/grubenv"):
             env.update(line.split("=", 1) for line in files.get(path, "").splitlines() if "=" in line)
-        if "/etc/kernel/cmdline" in files:
+        kernel_cmdline = [("/etc/kernel/cmdline", files["/etc/kernel/cmdline"].strip())] \
+            if "/etc/kernel/cmdline" in files else []
+        if kernel_cmdline and not self.booted_by_grub():
             # systemd-boot, kernel-install, proxmox-boot-tool: this file is what boots; grub is not used.
-            return [("/etc/kernel/cmdline", files["/etc/kernel/cmdline"].strip())] + self._bls(env)
+            return kernel_cmdline + self._bls(env)
         grub = [(p, t) for p, t in self.boot_files if p.startswith("/etc/default/grub")]
         out = [(", ".join(p for p, _ in grub), cmdline.grub_cmdline(grub))] if grub else []
-        return out + self._grub_cfg() + self._bls(env)
+        # grub booted this kernel, so its files decide the next boot; a present /etc/kernel/cmdline
+        # (a leftover, or kernel-install's source for new BLS entries) must agree with them too.
+        return out + self._grub_cfg() + self._bls(env) + kernel_cmdline
+
+    def booted_by_grub(self) -> bool:
+        """grub passes BOOT_IMAGE= to every kernel it starts; systemd-boot and UKIs do not."""
+        return cmdline.values(self.params, "BOOT_IMAGE") != []
 
     def _grub_cfg(self) -> list[tuple[str, str]]:
         # "linux /vmlinuz-6.1 root=... ro quiet $vt_handoff": drop the keyword, the image and grub variables.

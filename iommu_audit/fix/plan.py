@@ -173,13 +173,16 @@ class _Planner:
         repairs = ["cmdline-persistent"] + (["cmdline-iommu"] if not iommu.ok else []) + \
             (["cmdline-no-acs-override"] if not acs.ok else []) + (["vfio-ids-scope"] if drop_ids else [])
         try:
-            if "/etc/kernel/cmdline" in files:
+            kernel_cmdline = []
+            if "/etc/kernel/cmdline" in files:  # edited whenever present: the audit requires it to agree
                 new = bootconfig.edit_kernel_cmdline(files["/etc/kernel/cmdline"], edit)
-                changes = [bootconfig_change("/etc/kernel/cmdline", files["/etc/kernel/cmdline"], new)]
+                kernel_cmdline = [bootconfig_change("/etc/kernel/cmdline", files["/etc/kernel/cmdline"], new)]
+            if kernel_cmdline and not f.booted_by_grub():
+                changes = kernel_cmdline
                 how, regen = "kernel-cmdline", ["proxmox-boot-tool refresh (Proxmox) or kernel-install add <each kernel>"]
             else:
                 changes = [bootconfig_change(path, files[path], text)
-                           for path, text in bootconfig.edit_grub(f.boot_files, edit).items()]
+                           for path, text in bootconfig.edit_grub(f.boot_files, edit).items()] + kernel_cmdline
                 if bls:
                     how, regen = "grubby", [_grubby(edit)]
                 else:

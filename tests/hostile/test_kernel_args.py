@@ -34,3 +34,15 @@ def test_vfio_blacklisted_for_the_next_boot_fails_while_loaded_now(host, tmp_pat
     assert "loaded now, but VFIO will not load at boot" in msg
     assert "'blacklist vfio_pci' in /etc/modprobe.d/blacklist-vfio.conf" in msg
     assert "'install vfio_iommu_type1 /bin/false'" in msg
+
+
+def test_a_stray_kernel_cmdline_file_does_not_stand_in_for_grub(host, tmp_path):
+    # grub boots this host (BOOT_IMAGE=), its files lost the arguments; a leftover
+    # /etc/kernel/cmdline that has them must not make the next boot look right.
+    host.replace("etc/default/grub", '"intel_iommu=on iommu=pt"', '"quiet"')
+    host.replace("boot/grub/grub.cfg", " intel_iommu=on iommu=pt", "")
+    host.write("etc/kernel/cmdline", "root=/dev/mapper/vg0-root ro intel_iommu=on iommu=pt\n")
+    run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "cmdline_persistent")
+    assert run.rc == 1, run.output
+    msg = run.messages[f"test_cmdline_persistent[{HOST}]"]
+    assert "/etc/default/grub" in msg and "/boot/grub/grub.cfg" in msg and "intel_iommu=on is missing" in msg

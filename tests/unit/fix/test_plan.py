@@ -109,6 +109,25 @@ def test_boot_config_edit_keeps_the_file_and_fixes_the_words(host, dl360):
     assert step.args[:2] == ["--boot", "grub"]
 
 
+
+def test_grub_booted_host_with_a_kernel_cmdline_file_gets_both_edited(host, dl360):
+    # The audit requires every present source to agree on a grub-booted host, so the fix edits both.
+    host.replace("etc/default/grub", '"intel_iommu=on iommu=pt"', '"quiet"')
+    host.write("etc/kernel/cmdline", "root=/dev/mapper/vg0-root ro quiet\n")
+    step = plan_host(host.facts(), dl360).changes[0]
+    assert step.args[:2] == ["--boot", "grub"]
+    edited = {c.path: c.new for c in step.files}
+    assert set(edited) == {"/etc/default/grub", "/etc/kernel/cmdline"}
+    assert edited["/etc/kernel/cmdline"].split() == ["root=/dev/mapper/vg0-root", "ro", "quiet", "intel_iommu=on",
+                                                     "iommu=pt"]
+
+
+def test_systemd_boot_host_gets_only_its_kernel_cmdline_edited(host, dl360):
+    host.replace("proc/cmdline", "BOOT_IMAGE=/vmlinuz-5.15.0-91-generic ", "")
+    host.write("etc/kernel/cmdline", "root=ZFS=rpool/ROOT/pve-1 boot=zfs\n")
+    step = plan_host(host.facts(), dl360).changes[0]
+    assert step.args[:2] == ["--boot", "kernel-cmdline"] and [c.path for c in step.files] == ["/etc/kernel/cmdline"]
+
 def test_vfio_ids_in_modprobe_are_replaced_by_per_address_bindings(host, dl360):
     host.write("etc/modprobe.d/vfio.conf", "# passthrough\noptions vfio-pci ids=144d:a808 disable_vga=1\n")
     host.replace("lib/modules/5.15.0-91-generic/modules.builtin", "vfio-pci.ko\n", "")

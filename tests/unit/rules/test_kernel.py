@@ -348,8 +348,25 @@ def test_proxmox_systemd_boot_uses_kernel_cmdline_only(host, dl360):
     host.replace("boot/grub/grub.cfg", " intel_iommu=on iommu=pt", "")
     host.write("etc/kernel/cmdline", "root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt\n")
     host.write("etc/kernel/proxmox-boot-uuids", "6A1B-2C3D\n")
+    host.replace("proc/cmdline", "BOOT_IMAGE=/vmlinuz-5.15.0-91-generic ", "")  # systemd-boot passes none
     v = kernel.cmdline_persistent(host.facts(), dl360)
     assert v.ok and "/etc/kernel/cmdline" in v.found
+
+
+def test_stray_kernel_cmdline_does_not_hide_grub_that_boots(host, dl360):
+    # grub started the running kernel (BOOT_IMAGE=): its files decide the next boot, whatever
+    # a leftover /etc/kernel/cmdline says.
+    host.replace("etc/default/grub", '"intel_iommu=on iommu=pt"', '"quiet"')
+    host.replace("boot/grub/grub.cfg", " intel_iommu=on iommu=pt", "")
+    host.write("etc/kernel/cmdline", "root=/dev/mapper/vg0-root ro intel_iommu=on iommu=pt\n")
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "/etc/default/grub" in v.found and "intel_iommu=on is missing" in v.found
+
+
+def test_kernel_cmdline_beside_grub_must_agree(host, dl360):
+    host.write("etc/kernel/cmdline", "root=/dev/mapper/vg0-root ro quiet\n")  # kernel-install's source for BLS
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "/etc/kernel/cmdline" in v.found
 
 
 def test_rhel8_bls_kernelopts_and_rescue_entries(host, dl360):
