@@ -190,13 +190,19 @@ def no_known_blockers(facts: HostFacts, profile: Profile) -> Verdict:
         return failed("; ".join(f.line for f in hits), "no firmware-bug or unsafe-interrupt messages",
                       " / ".join(BLOCKER_FIX[k] for k in kinds), [f.line for f in hits + facts.findings("bios_vendor")])
     if facts.boot_log:
-        note = ""
-    elif facts.offline_copy:
-        note = (f"; the copy's {facts.dmesg_source} does not start at boot, so the boot-time firmware messages "
-                "are not in it: put a log taken since boot there (journalctl -k -b, or dmesg soon after boot)")
-    else:
-        note = " (boot messages have rotated out of the log: boot-time firmware messages not checked)"
-    return passed(f"no known blocker in the kernel log ({facts.dmesg_source}){note}")
+        return passed(f"no known blocker in the kernel log ({facts.dmesg_source})")
+    # Firmware-table bugs are printed at boot only: a log without its boot part cannot show
+    # they are absent, and a host that could not be checked never passes.
+    expected = "a kernel log that still holds this boot's first messages, free of firmware-bug lines"
+    if facts.offline_copy:
+        return failed(f"the copy's {facts.dmesg_source} does not start at boot, so boot-time firmware messages "
+                      "could not be checked", expected,
+                      "put a log taken since boot in the copy (journalctl -k -b, or dmesg soon after boot)")
+    return failed(f"boot messages have rotated out of the kernel log ({facts.dmesg_source}) and no journal of this "
+                  "boot holds them: boot-time firmware messages could not be checked", expected,
+                  "keep the boot log: a persistent journal (Storage=persistent in journald.conf) or a larger ring "
+                  "buffer (log_buf_len=16M), then audit after the next boot; or waive no-known-blockers for this host "
+                  "with the reason")
 
 
 def vfio_ids_scope(facts: HostFacts, profile: Profile) -> Verdict:
