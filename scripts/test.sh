@@ -8,7 +8,8 @@ bash scripts/install.sh --tests || exit 1
 if [ $# -gt 0 ]; then
 	exec .venv/bin/python -m pytest "$@"
 fi
-.venv/bin/python -m pytest tests --ignore=tests/e2e -ra
+# Two workers: most of these tests run the audit in a subprocess, so both cores stay busy.
+.venv/bin/python -m pytest tests --ignore=tests/e2e -ra -n 2
 first=$?
 .venv/bin/python -m pytest tests/e2e -ra
 second=$?
