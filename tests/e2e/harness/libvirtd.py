@@ -80,11 +80,13 @@ class Libvirtd:
     # -- domain helpers ----------------------------------------------------
     def define_domain(self, name: str, *, domain_type: str | None = None,
                       memory_mib: int = 512) -> None:
-        """Define an inactive minimal q35 domain (never started).
+        """Define a fresh inactive minimal q35 domain (never started), replacing one of that name.
 
-        domain_type defaults to "kvm" and falls back to "qemu" when this
-        libvirt reports no KVM support.
+        The daemon is shared by the whole session: a domain an earlier test left (with its
+        own UUID) must not make this define fail. domain_type defaults to "kvm" and falls
+        back to "qemu" when this libvirt reports no KVM support.
         """
+        self.virsh("undefine", name, check=False)
         for dtype in ([domain_type] if domain_type else ["kvm", "qemu"]):
             xml = domain_xml(name, dtype, memory_mib)
             res = self._virsh_stdin(["define", "/dev/stdin"], xml)
