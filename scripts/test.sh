@@ -11,6 +11,6 @@ fi
 # Two workers: most of these tests run the audit in a subprocess, so both cores stay busy.
 .venv/bin/python -m pytest tests --ignore=tests/e2e -ra -n 2
 first=$?
-.venv/bin/python -m pytest tests/e2e -ra
+.venv/bin/python -m pytest tests/e2e -ra --durations=12
 second=$?
 [ "$first" -eq 0 ] && [ "$second" -eq 0 ]
