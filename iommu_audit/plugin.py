@@ -336,12 +336,12 @@ class Judge:
         if waiver and waiver.expires >= today:
             note = f"WAIVED until {waiver.expires} by {waiver.approved_by}: {waiver.reason} | found: {verdict.found}"
             self.state.notes.append(f"{node.nodeid}: {note}")
-            pytest.xfail(note)
+            _xfail(note)
         expired = f"expired on {waiver.expires} ({waiver.reason})" if waiver else ""
         if severity == RECOMMENDED:
             note = f"RECOMMENDED: {verdict.found} | fix: {verdict.fix}" + (f" | waiver {expired}" if expired else "")
             self.state.notes.append(f"{node.nodeid}: {note}")
-            pytest.xfail(note)
+            _xfail(note)
         if expired:
             message += f"\n  waiver:      {expired}"
         pytest.fail(message, pytrace=False)
@@ -366,6 +366,12 @@ class Judge:
 
     def _waiver(self, subject: str | None, host: str, requirement: str | None = None):
         return waiver_for(self.state.profile_for(self.host), requirement or self.requirement.id, subject, host)
+
+
+def _xfail(note: str):
+    """pytest.xfail(note) without a traceback: pytest renders the source of every xfail's traceback
+    (a few 10 ms each, most of the run on a host with hundreds of advisories); `note` says it all."""
+    raise pytest.xfail.Exception(note, pytrace=False)
 
 
 def waiver_for(profile: profiles.Profile, requirement: str, subject: str | None, host: str):
