@@ -52,6 +52,8 @@ class HostFacts:
     modprobe_files: list[tuple[str, str]] = field(default_factory=list)  # (path, text): what --fix edits
     # DMI sys_vendor/product_name/product_serial/bios_version/bios_date, cpu_model, os: for the report.
     system: dict[str, str] = field(default_factory=dict)
+    # udev rules / unit that apply /etc/driverctl.d at boot, as found (parsers/modules.py: Binder).
+    binders: list[modules.Binder] = field(default_factory=list)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def memo(self, key, compute):
@@ -212,4 +214,5 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         offline_copy=sec("probe").arg("root", "/") != "/",
         modprobe_files=sec("modprobe_d").files(),
         system={r[0]: r[1] for r in sec("system").rows() if len(r) > 1},
+        binders=modules.binders(sec("binders").rows()),
     )

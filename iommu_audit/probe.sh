@@ -194,6 +194,17 @@ for f in "$R"/etc/driverctl.d/*; do
 	[ -f "$f" ] && printf "%s\t%s\n" "${f##*/}" "$(val "$f")"
 done
 
+# What applies /etc/driverctl.d at boot (driverctl's udev rule and unit, our fallback rule):
+# PATH LINK LINES (LINES: uncommented lines naming driverctl). The first of these dirs
+# holding a name replaces the others; a link to /dev/null or an empty file masks it.
+sec binders
+for n in udev/rules.d/05-driverctl.rules systemd/system/driverctl@.service udev/rules.d/89-iommu-audit-vfio.rules; do
+	for d in etc run usr/local/lib usr/lib lib; do
+		f=$R/$d/$n
+		{ [ -e "$f" ] || [ -L "$f" ]; } && printf "%s\t%s\t%s\n" "${f#"$R"}" "$(readlink "$f")" "$(body "$f" | grep -c '^[^#]*driverctl')"
+	done
+done
+
 sec boot_config
 files "$R"/etc/default/grub "$R"/etc/default/grub.d/*.cfg "$R"/etc/kernel/cmdline "$R"/etc/kernel/proxmox-boot-uuids \
 	"$R"/boot/grub2/grubenv "$R"/boot/grub/grubenv

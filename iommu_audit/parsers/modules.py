@@ -1,4 +1,4 @@
-"""Kernel modules, modprobe.d options and driverctl overrides."""
+"""Kernel modules, modprobe.d options, driverctl overrides and what applies them at boot."""
 
 import shlex
 from dataclasses import dataclass
@@ -79,3 +79,55 @@ def driverctl_overrides(rows: list[list[str]]) -> dict[str, str]:
             except AddressError:
                 continue
     return out
+
+
+DRIVERCTL_RULE = "05-driverctl.rules"  # driverctl's udev rule: starts driverctl@.service per override
+DRIVERCTL_UNIT = "driverctl@.service"  # runs `driverctl load-override` for the device
+OWN_RULE = "89-iommu-audit-vfio.rules"  # fixes/vfio-binding-persistent.sh's rule on hosts without driverctl
+RULE_DIRS = "/etc, /run, /usr/local/lib, /usr/lib, /lib"  # udev/systemd search order, first wins
+
+
+@dataclass(frozen=True)
+class Binder:
+    """A udev rule or unit file that may apply /etc/driverctl.d at boot (probe section `binders`)."""
+    path: str
+    target: str  # its symlink target, or ""
+    lines: int  # uncommented lines naming driverctl: 0 for an empty, commented-out or /dev/null file
+
+    def why_not(self) -> str:
+        """Why this file (the one udev/systemd use for its name) does nothing, or ""."""
+        if self.target.endswith("/dev/null"):  # in a --sysroot copy: "../../../dev/null"
+            return f"{self.path} masks it (a link to /dev/null)"
+        return "" if self.lines else f"{self.path} masks it (no uncommented line naming driverctl)"
+
+
+def binders(rows: list[list[str]]) -> list[Binder]:
+    """Rows "PATH LINK LINES", in the probe's order: for each name, the first directory wins."""
+    out = []
+    for r in rows:
+        if len(r) == 3 and r[2].isdigit():
+            out.append(Binder(r[0], r[1], int(r[2])))
+    return out
+
+
+def driverctl_appliers(files: list[Binder]) -> tuple[list[str], list[str]]:
+    """(what applies /etc/driverctl.d at the next boot, why each candidate does not)."""
+    def state(name: str) -> tuple[Binder | None, str]:
+        first = next((b for b in files if b.path.rsplit("/", 1)[-1] == name), None)
+        if first is None:
+            return None, f"{name} is in none of {RULE_DIRS}"
+        return first, first.why_not()
+
+    rule, rule_bad = state(DRIVERCTL_RULE)
+    unit, unit_bad = state(DRIVERCTL_UNIT)
+    own, own_bad = state(OWN_RULE)
+    ok, bad = [], []
+    if rule_bad or unit_bad:
+        bad.append("driverctl: " + "; ".join(x for x in (rule_bad, unit_bad) if x))
+    else:
+        ok.append(f"driverctl's {rule.path} and {unit.path}")
+    if own_bad:
+        bad.append(own_bad)
+    else:
+        ok.append(own.path)
+    return ok, bad

@@ -2,7 +2,7 @@
 
 from iommu_audit.facts import HostFacts
 from iommu_audit.parsers import cmdline
-from iommu_audit.parsers.modules import modprobe_vfio_ids
+from iommu_audit.parsers.modules import DRIVERCTL_RULE, OWN_RULE, driverctl_appliers, modprobe_vfio_ids
 from iommu_audit.pci import addresses_in
 from iommu_audit.profile import Device, Profile
 from iommu_audit.rules.usage import pci_usage
@@ -207,6 +207,16 @@ def vfio_binding_persistent(facts: HostFacts, device: Device) -> Verdict:
     if addr is None:
         return _missing(device)
     claims = vfio_claims(facts, addr)
+    unapplied = ""
+    if facts.driverctl.get(addr) == VFIO:
+        # A driverctl.d file is only read at boot by driverctl's udev rule + unit, or by ours.
+        appliers, why_not = driverctl_appliers(facts.binders)
+        if appliers:
+            claims[0] += f" (applied at boot by {appliers[0]})"
+        else:
+            unapplied = (f"/etc/driverctl.d/pci-{addr} says vfio-pci, but nothing applies it at boot: "
+                         + "; ".join(why_not))
+            claims.pop(0)
     managed = [f"libvirt managed='yes' in VM {dom.name} (detached when it starts)"
                for dom, hd in facts.hostdev_users(addr)
                if hd.managed and dom.name == device.vm and hd not in dom.hot_plugged]  # the next start's definition
@@ -220,7 +230,12 @@ def vfio_binding_persistent(facts: HostFacts, device: Device) -> Verdict:
         notes.append("modprobe.d ids= only win if vfio-pci loads before the host driver: add "
                      "'softdep <driver> pre: vfio-pci' and rebuild the initramfs")
     if claims or managed:
-        return passed("; ".join(claims + managed), notes)
+        return passed("; ".join(claims + managed), notes + ([unapplied] if unapplied else []))
+    if unapplied:
+        return failed(unapplied, f"a udev rule that applies /etc/driverctl.d at boot ({DRIVERCTL_RULE} with "
+                      f"driverctl@.service, or {OWN_RULE}), not masked",
+                      f"install driverctl (apt/dnf install driverctl) and remove any mask of its rule, or run "
+                      f"fixes/vfio-binding-persistent.sh {addr} (writes /etc/udev/rules.d/{OWN_RULE})")
     dev = facts.pci[addr]
     now = f" (driver_override={dev.driver_override} is set now, but lost at reboot)" if dev.driver_override else ""
     if "vfio_pci" in facts.modules.builtin:

@@ -65,6 +65,18 @@ def ssh_args(*guests) -> list[str]:
     return [f"--hosts={','.join('ssh://' + g.name for g in guests)}", f"--ssh-config={config}"]
 
 
+# The rule fixes/vfio-binding-persistent.sh writes on hosts without driverctl: it is what applies
+# /etc/driverctl.d at boot (an override file alone binds nothing, and the audit says so).
+VFIO_RULE = ('ACTION=="add", SUBSYSTEM=="pci", TEST=="/etc/driverctl.d/pci-$kernel", '
+             'PROGRAM="/bin/cat /etc/driverctl.d/pci-$kernel", RESULT=="vfio-pci", ATTR{driver_override}="vfio-pci"\n')
+
+
+def put_vfio_override(guest, addr: str) -> None:
+    """Keep addr on vfio-pci across boots as an admin without driverctl does: override file + udev rule."""
+    put_file(guest, f"/etc/driverctl.d/pci-{addr}", "vfio-pci\n")
+    put_file(guest, "/etc/udev/rules.d/89-iommu-audit-vfio.rules", VFIO_RULE)
+
+
 def put_file(guest, path: str, text: str) -> None:
     import shlex
     guest.run(f"mkdir -p {shlex.quote(str(Path(path).parent))} && printf '%s' {shlex.quote(text)} > {shlex.quote(path)}",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from iommu_audit.report import verify
-from tests.e2e.audit_run import PROJECT, QEMU_NVME_ID, audit, put_file, ssh_args, write_profile
+from tests.e2e.audit_run import PROJECT, QEMU_NVME_ID, audit, put_file, put_vfio_override, ssh_args, write_profile
 
 GRUB = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=on"\nGRUB_CMDLINE_LINUX=""\n'
 
@@ -26,7 +26,7 @@ def rack(boot_guest, libvirtd_server):
     bad = boot_guest("e2e-fleet-b", iommu="intel", cmdline_extra="intel_iommu=off", nvme=1)
     addr = good.nvme_addresses[0]
     good.bind_vfio(addr)
-    put_file(good, f"/etc/driverctl.d/pci-{addr}", "vfio-pci\n")
+    put_vfio_override(good, addr)
     libvirtd_server.define_domain("z-ceph-1")
     libvirtd_server.attach_hostdev("z-ceph-1", addr)
     put_file(good, "/etc/libvirt/qemu/z-ceph-1.xml", libvirtd_server.dumpxml("z-ceph-1"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.e2e.audit_run import QEMU_NVME_ID, audit, put_file, ssh_args, write_profile
+from tests.e2e.audit_run import QEMU_NVME_ID, audit, put_file, put_vfio_override, ssh_args, write_profile
 from tests.e2e.harness.qemu import by_id_path
 
 HOST_CHECKS = ["test_firmware_iommu", "test_cmdline_iommu", "test_iommu_active", "test_interrupt_remapping"]
@@ -24,7 +24,7 @@ def compliant(boot_guest, libvirtd_server):
     disk = by_id_path(g.nvme_serials[3])
     for i, addr in enumerate(g.nvme_addresses[:3]):
         g.bind_vfio(addr)
-        put_file(g, f"/etc/driverctl.d/pci-{addr}", "vfio-pci\n")
+        put_vfio_override(g, addr)
         vm = f"z-ceph-{i + 1}"
         libvirtd_server.define_domain(vm)
         libvirtd_server.attach_hostdev(vm, addr)

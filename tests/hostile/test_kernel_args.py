@@ -46,3 +46,33 @@ def test_a_stray_kernel_cmdline_file_does_not_stand_in_for_grub(host, tmp_path):
     assert run.rc == 1, run.output
     msg = run.messages[f"test_cmdline_persistent[{HOST}]"]
     assert "/etc/default/grub" in msg and "/boot/grub/grub.cfg" in msg and "intel_iommu=on is missing" in msg
+
+
+def test_a_driverctl_file_that_nothing_applies_at_boot_fails(host, tmp_path):
+    # managed='no' (common with driverctl): only /etc/driverctl.d/pci-* binds the NVMe drives at boot.
+    for vm in ("z-ceph-1", "z-ceph-2", "z-ceph-3"):
+        host.replace(f"etc/libvirt/qemu/{vm}.xml", "managed='yes'", "managed='no'")
+    # driverctl removed (its rule gone), the override files left behind.
+    host.remove("lib/udev/rules.d/05-driverctl.rules")
+    run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "vfio_binding_persistent")
+    assert run.rc == 1, run.output
+    nvme = {f"test_vfio_binding_persistent[{HOST}-ceph-nvme-{i}]" for i in (1, 2, 3)}
+    assert run.failed() == nvme, run.output
+    msg = run.messages[f"test_vfio_binding_persistent[{HOST}-ceph-nvme-1]"]
+    assert "/etc/driverctl.d/pci-0000:06:00.0 says vfio-pci, but nothing applies it at boot" in msg
+    assert "05-driverctl.rules is in none of /etc, /run, /usr/local/lib, /usr/lib, /lib" in msg
+    assert "fixes/vfio-binding-persistent.sh 0000:06:00.0" in msg
+
+    # Reinstalled, but masked by the admin: a same-named link to /dev/null in /etc/udev/rules.d.
+    host.write("lib/udev/rules.d/05-driverctl.rules", (PROJECT / "samples/dl360-gen9-01/lib/udev/rules.d/"
+                                                        "05-driverctl.rules").read_text())
+    host.path("etc/udev/rules.d").mkdir(parents=True)
+    host.path("etc/udev/rules.d/05-driverctl.rules").symlink_to("/dev/null")
+    run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "vfio_binding_persistent")
+    assert run.rc == 1 and run.failed() == nvme, run.output
+    assert "/etc/udev/rules.d/05-driverctl.rules masks it (a link to /dev/null)" in \
+        run.messages[f"test_vfio_binding_persistent[{HOST}-ceph-nvme-1]"]
+
+    host.remove("etc/udev/rules.d/05-driverctl.rules")  # unmasked: the same copy passes
+    run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "vfio_binding_persistent")
+    assert run.rc == 0 and not run.failed(), run.output

@@ -28,7 +28,7 @@ def test_dash_and_busybox_agree(host):
 def test_every_section_is_present_once(host):
     names = [s.name for s in split(run_probe(["sh"], host.root)) if s.name != "domain"]
     assert names == ["probe", "system", "cmdline", "acpi_tables", "class_iommu", "iommu_groups", "pci", "nvme", "slots", "block",
-                     "disk_links", "fstab", "mounts", "swaps", "mdstat", "net", "modules", "modprobe_d", "driverctl",
+                     "disk_links", "fstab", "mounts", "swaps", "mdstat", "net", "modules", "modprobe_d", "driverctl", "binders",
                      "boot_config", "boot_generated", "platform", "interrupts", "dmesg", "libvirt", "end"]
 
 

@@ -1,4 +1,4 @@
-from iommu_audit.parsers.modules import (driverctl_overrides, modprobe_lines, modprobe_vfio_ids, module_name,
+from iommu_audit.parsers.modules import (Binder, binders, driverctl_appliers, driverctl_overrides, modprobe_lines, modprobe_vfio_ids, module_name,
                                          modules)
 
 
@@ -27,3 +27,23 @@ def test_modprobe_options_with_continuation_and_comments():
 def test_driverctl_files():
     assert driverctl_overrides([["pci-0000:06:00.0", "vfio-pci"], ["usb-1-1", "x"], ["pci-bogus", "vfio-pci"]]) == \
         {"0000:06:00.0": "vfio-pci"}
+
+
+def test_binders_first_directory_wins():
+    rows = [["/etc/udev/rules.d/05-driverctl.rules", "../../../dev/null", "0"],  # as a --sysroot copy shows it
+            ["/lib/udev/rules.d/05-driverctl.rules", "", "1"],
+            ["/lib/systemd/system/driverctl@.service", "", "3"], ["garbage"]]
+    files = binders(rows)
+    assert files[0] == Binder("/etc/udev/rules.d/05-driverctl.rules", "../../../dev/null", 0)
+    ok, bad = driverctl_appliers(files)
+    assert ok == [] and bad[0] == "driverctl: /etc/udev/rules.d/05-driverctl.rules masks it (a link to /dev/null)"
+    assert "89-iommu-audit-vfio.rules is in none of" in bad[1]
+    ok, _ = driverctl_appliers(files[1:])
+    assert ok == ["driverctl's /lib/udev/rules.d/05-driverctl.rules and /lib/systemd/system/driverctl@.service"]
+
+
+def test_driverctl_needs_both_rule_and_unit():
+    ok, bad = driverctl_appliers(binders([["/usr/lib/udev/rules.d/05-driverctl.rules", "", "1"]]))
+    assert ok == [] and "driverctl@.service is in none of" in bad[0]
+    ok, _ = driverctl_appliers(binders([["/etc/udev/rules.d/89-iommu-audit-vfio.rules", "", "1"]]))
+    assert ok == ["/etc/udev/rules.d/89-iommu-audit-vfio.rules"]

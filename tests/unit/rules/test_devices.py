@@ -218,7 +218,52 @@ def test_bound_and_unbound(host, dl360):
 
 def test_persistent_by_driverctl(host, dl360):
     v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
-    assert v.ok and "/etc/driverctl.d/pci-0000:06:00.0" in v.found
+    assert v.ok and "/etc/driverctl.d/pci-0000:06:00.0 (applied at boot by driverctl's " \
+        "/lib/udev/rules.d/05-driverctl.rules and /lib/systemd/system/driverctl@.service)" in v.found
+
+
+def _unmanaged(host):
+    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "managed='yes'", "managed='no'")
+    return host
+
+
+def test_driverctl_file_without_its_udev_rule_is_not_persistent(host, dl360):
+    _unmanaged(host).remove("lib/udev/rules.d/05-driverctl.rules")
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert not v.ok
+    assert "/etc/driverctl.d/pci-0000:06:00.0 says vfio-pci, but nothing applies it at boot" in v.found
+    assert "05-driverctl.rules is in none of /etc, /run, /usr/local/lib, /usr/lib, /lib" in v.found
+    assert "install driverctl" in v.fix and "fixes/vfio-binding-persistent.sh 0000:06:00.0" in v.fix
+
+
+def test_driverctl_rule_masked_in_etc_is_not_persistent(host, dl360):
+    _unmanaged(host).path("etc/udev/rules.d").mkdir(parents=True)
+    host.path("etc/udev/rules.d/05-driverctl.rules").symlink_to("/dev/null")
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert not v.ok and "/etc/udev/rules.d/05-driverctl.rules masks it (a link to /dev/null)" in v.found
+
+
+def test_driverctl_unit_masked_or_rule_emptied_is_not_persistent(host, dl360):
+    _unmanaged(host).write("etc/systemd/system/driverctl@.service", "")  # systemctl mask writes a link; empty works too
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert not v.ok and "/etc/systemd/system/driverctl@.service masks it" in v.found
+    host.remove("etc/systemd/system/driverctl@.service").write("etc/udev/rules.d/05-driverctl.rules", "# off\n")
+    assert not devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1")).ok
+
+
+def test_our_own_rule_applies_driverctl_files_without_driverctl(host, dl360):
+    _unmanaged(host).remove("lib/udev/rules.d/05-driverctl.rules").remove("lib/systemd/system/driverctl@.service")
+    host.write("etc/udev/rules.d/89-iommu-audit-vfio.rules",
+               'ACTION=="add", SUBSYSTEM=="pci", TEST=="/etc/driverctl.d/pci-$kernel", RESULT=="vfio-pci"\n')
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert v.ok and "(applied at boot by /etc/udev/rules.d/89-iommu-audit-vfio.rules)" in v.found
+
+
+def test_unapplied_driverctl_file_is_noted_when_libvirt_binds(host, dl360):
+    host.remove("lib/udev/rules.d/05-driverctl.rules")
+    v = devices.vfio_binding_persistent(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert v.ok and "managed='yes' in VM z-ceph-1" in v.found
+    assert any("nothing applies it at boot" in e for e in v.evidence)
 
 
 def test_binding_made_by_hand_is_not_persistent(host, dl360):
