@@ -30,6 +30,16 @@ start_step() {
 		[ "$UNDO" = 0 ] || die 2 "--undo needs --step-dir (the directory of the step to undo)"
 		STEP_DIR=$R/var/log/iommu-audit/by-hand-$(date -u +%Y%m%dT%H%M%SZ)-$$/$1
 	fi
+	held=$(readlink "$LOCK" 2>/dev/null)
+	case $STEP_DIR in
+	*/"${held%% *}"/*) [ -n "$held" ] ;; # a step of the --fix/--undo run that holds the lock
+	*) false ;;
+	esac || {
+		sd=$STEP_DIR STEP_DIR= # a refusal must not mark the step's record as failed
+		lock_take "by-hand-$$" "$(boot_id)" $$ "$(cat /proc/sys/kernel/hostname 2>/dev/null)"
+		STEP_DIR=$sd
+		trap 'lock_release by-hand-$$' EXIT
+	}
 	mkdir -p "$STEP_DIR/backup" || die 1 "cannot create $STEP_DIR"
 	[ "$UNDO" = 1 ] || : >>"$STEP_DIR/record"
 	echo running >"$STEP_DIR/status"
@@ -85,6 +95,44 @@ restore_file() {
 		say "remove $1 (created by this step)"
 		rm -f "$R$1" || die 1 "cannot remove $1"
 	fi
+}
+
+# One change at a time per host: a --fix/--undo run holds $LOCK, a symlink whose target is the
+# holder "RUN-ID SINCE HOST-BOOT-ID BY-BOOT-ID BY-PID BY-NAME" (ln -s is atomic and carries the
+# text; dash and busybox both have it). /run is emptied at boot; a lock left by an earlier boot
+# or by a dead process of this boot (a by-hand run, a local --fix) is taken over with a note.
+LOCK=$R/run/iommu-audit.lock
+boot_id() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown; }
+# lock_stale HOLDER: why the holder no longer runs (nothing: it may still run).
+lock_stale() {
+	set -- $1
+	[ $# -ge 6 ] || return 0
+	if [ "$3" != "$(boot_id)" ]; then echo "the host rebooted since $2"
+	elif [ "$4" = "$3" ] && ! kill -0 "$5" 2>/dev/null && [ ! -d "/proc/$5" ]; then echo "process $5 is gone"; fi
+}
+# lock_take RUN-ID BY-BOOT-ID BY-PID BY-NAME [HOLDER-KNOWN-GONE]: exit 3 with one line if another run holds it.
+lock_take() {
+	mkdir -p "${LOCK%/*}" 2>/dev/null
+	me="$1 $(date -u +%FT%TZ) $(boot_id) $2 $3 $4" tries=0
+	until ln -s "$me" "$LOCK" 2>/dev/null; do
+		tries=$((tries + 1))
+		held=$(readlink "$LOCK" 2>/dev/null)
+		if [ -z "$held" ]; then [ $tries -le 3 ] && continue; die 1 "cannot create $LOCK"; fi
+		why=$(lock_stale "$held")
+		[ -z "$why" ] && [ "$held" = "${5:-}" ] && why="process $(echo "$held" | cut -d' ' -f5) on $(echo "$held" | cut -d' ' -f6-) is gone"
+		if [ -z "$why" ] || [ $tries -gt 3 ]; then
+			set -- $held
+			die 3 "refused: run ${1:-?} holds $LOCK since ${2:-?} (from ${6:-?}, pid ${5:-?}): wait for it to finish; if that run is gone, rm $LOCK and try again (holder: $held)"
+		fi
+		say "note: $LOCK of run ${held%% *} is stale ($why): taking it over"
+		mv -f "$LOCK" "$LOCK.stale.$$" 2>/dev/null && rm -f "$LOCK.stale.$$"
+	done
+	say "lock $LOCK taken for run $1"
+}
+# lock_release RUN-ID: only the run that holds the lock removes it.
+lock_release() {
+	held=$(readlink "$LOCK" 2>/dev/null) || return 0
+	[ "${held%% *}" != "$1" ] || rm -f "$LOCK"
 }
 
 # PCI driver helpers (sysfs of the running host).

@@ -9,8 +9,10 @@ import base64
 import datetime
 import gzip
 import json
+import os
 import re
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +31,23 @@ def new_run_id() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
+def lib_text() -> str:
+    """fixes/lib.sh without its comment lines (the command must stay far below dropbear's 9000 bytes)."""
+    return re.sub(r"(?m)^[ \t]*#.*\n", "", (FIXES / "lib.sh").read_text())
+
+
 def script_text(requirement: str) -> str:
     """lib.sh + the script, as one sh program (what an admin runs by hand, with lib.sh beside it)."""
-    return (FIXES / "lib.sh").read_text() + "\n" + (FIXES / f"{requirement}.sh").read_text()
+    return lib_text() + "\n" + (FIXES / f"{requirement}.sh").read_text()
 
 
 def command(requirement: str) -> str:
     """One sh -c command, packed like the probe (gzip + base64) to stay far below dropbear's limit."""
-    packed = base64.b64encode(gzip.compress(script_text(requirement).encode(), mtime=0)).decode()
+    return _packed(script_text(requirement))
+
+
+def _packed(program: str) -> str:
+    packed = base64.b64encode(gzip.compress(program.encode(), mtime=0)).decode()
     return ("p=$(printf %s " + packed + " | base64 -d | gzip -dc) && [ -n \"$p\" ] || "
             "{ echo 'iommu-audit: cannot unpack the fix: the host needs base64 and gzip' >&2; exit 127; }; "
             "exec sh -c \"$p\" \"$0\" \"$@\"")
@@ -55,9 +66,52 @@ class Host:
     def sh(self, script: str, *args: str):
         return self.host.run("sh -c %s iommu-audit " + " ".join(["%s"] * len(args)), script, *args)
 
+    def lib(self, function: str, *args: str):
+        """Call one fixes/lib.sh function on the host (packed: lib.sh alone is several KB)."""
+        program = lib_text() + f'\n{function} "$@"\n'
+        return self.host.run("sh -c %s " + " ".join(["%s"] * (len(args) + 1)), _packed(program), "iommu-audit", *args)
+
 
 def _output(result) -> str:
     return (result.stdout + result.stderr).strip()
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def lock(host: Host, name: str, run_id: str) -> None:
+    """Take the host's run lock (fixes/lib.sh lock_take) or raise FixError with the holder's line.
+
+    The host judges a holder from an earlier boot, or a dead process of its own boot; a holder that
+    is a dead process of this controller is judged here and named, so the host takes it over."""
+    me = (_boot_id(), str(os.getpid()), socket.gethostname() or "?")
+    r = host.lib("lock_take", run_id, *me)
+    if r.rc == 3:
+        held = re.search(r"\(holder: (.*)\)\s*$", r.stderr.strip())
+        fields = held.group(1).split() if held else []
+        if len(fields) >= 6 and fields[3] == me[0] and not _alive(fields[4]):
+            r = host.lib("lock_take", run_id, *me, held.group(1))
+    if r.rc != 0:
+        line = _output(r).splitlines()[-1] if _output(r) else f"exit {r.rc}"
+        raise FixError(f"{name}: " + re.sub(r"^iommu-audit: (FAILED: )?| \(holder: .*\)$", "", line))
+
+
+def unlock(host: Host, run_id: str) -> None:
+    host.lib("lock_release", run_id)
 
 
 def apply_plan(host: Host, plan: HostPlan, run_id: str, echo) -> str:

@@ -13,6 +13,10 @@ from iommu_audit.fix import apply, render
 from iommu_audit.fix.plan import CHANGE, PlanError, plan_host
 
 
+# Outcomes of a --fix/--undo run that leave the host other than asked: the session exits non-zero.
+NOT_DONE = {"refused", "not-started", "rolled-back", "unreadable", "undo-failed", "not-found"}
+
+
 def add_options(group) -> None:
     group.addoption("--fix", action="store_true", help="plan the remediations (fixes/*.sh) for what fails, show the "
                                                         "plan, ask, apply, then audit again")
@@ -51,6 +55,7 @@ def check_options(config, targets) -> bool:
 class FixSession:
     def __init__(self, config, state):
         self.config, self.state = config, state
+        self.locked = []  # targets whose run lock this session holds
         self.tr = config.pluginmanager.get_plugin("terminalreporter")
 
     def echo(self, line: str = "") -> None:
@@ -71,6 +76,12 @@ class FixSession:
             self.fix(opt)
         return None  # the checks run next and judge the hosts as they are now
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session) -> None:
+        """A run that did not do what was asked fails the session, even when every check passes."""
+        if session.exitstatus == 0 and any(r["outcome"] in NOT_DONE for r in self.state.fix_runs):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
         """After the re-audit: what each run did, so the last screen says it."""
         if not self.state.fix_runs:
@@ -80,6 +91,8 @@ class FixSession:
             line = f"{r['host']}: run {r['run_id']}: {r['outcome']}"
             if r["outcome"] in ("applied", "rolled-back", "undone", "undo-failed"):
                 line += f" (log: {r['log_dir']} on the host)"
+            if r.get("note"):
+                line += f": {r['note']}"
             if r["reboot_required"]:
                 line += "; REBOOT REQUIRED"
             if r["outcome"] == "applied":
@@ -89,7 +102,29 @@ class FixSession:
     def fix(self, opt) -> None:
         state, run_id = self.state, apply.new_run_id()
         plans, hosts = [], {}
+        try:
+            self._fix(opt, run_id, plans, hosts)
+        finally:
+            for t in self.locked:
+                apply.unlock(apply.Host(t.host), run_id)
+
+    def take_lock(self, t, run_id: str) -> bool:
+        """The host's run lock, before its facts are read for the plan: no plan from a host mid-change."""
+        try:
+            apply.lock(apply.Host(t.host), t.name, run_id)
+        except apply.FixError as exc:
+            self.echo(f"[{t.name}] {exc}")
+            self.state.fix_runs.append({**_record(run_id, t, "refused", None), "note": str(exc)})
+            return False
+        self.locked.append(t)
+        self.forget(t)
+        return True
+
+    def _fix(self, opt, run_id, plans, hosts) -> None:
+        state = self.state
         for t in state.targets:
+            if not opt.dry_run and not self.take_lock(t, run_id):
+                continue
             state.gather(t)
             if t.name in state.errors:
                 self.echo(f"host {t.name}: cannot plan: {state.errors[t.name]}")
@@ -142,12 +177,16 @@ class FixSession:
 
     def undo(self, run_id: str) -> None:
         for t in self.state.targets:
+            if not self.take_lock(t, run_id):
+                continue
             try:
                 steps = apply.undo_run(apply.Host(t.host), t.name, run_id, self.echo)
                 outcome = "undone" if all(s["status"] != "undo failed" for s in steps) else "undo-failed"
             except apply.FixError as exc:
                 self.echo(f"[{t.name}] {exc}")
                 steps, outcome = [], "not-found"
+            finally:
+                apply.unlock(apply.Host(t.host), run_id)
             record = _record(run_id, t, outcome, None)
             record["steps"] = steps
             after = self.regather(t)
@@ -155,12 +194,14 @@ class FixSession:
             self.state.fix_runs.append(record)
             self.echo(f"[{t.name}] undo of {run_id}: {outcome}")
 
+    def forget(self, t) -> None:
+        for d in (self.state.gathered, self.state.facts, self.state.errors):
+            d.pop(t.name, None)
+
     def regather(self, t):
         """Forget the host's facts and read them again: the checks then see the fixed host."""
         state = self.state
-        state.gathered.pop(t.name, None)
-        state.facts.pop(t.name, None)
-        state.errors.pop(t.name, None)
+        self.forget(t)
         state.gather(t)
         if t.name not in state.facts:
             return None

@@ -126,3 +126,92 @@ def test_bind_refuses_at_apply_time_a_device_whose_disk_is_mounted():
             assert r.returncode == 3 and f"/dev/{name} is mounted on {dst}" in r.stderr, r.stderr
             return
     pytest.skip("no mounted disk on a PCI device here")
+
+
+def lib_call(shell, root, *call):
+    """One fixes/lib.sh function, as apply.Host.lib sends it (files under root)."""
+    cmd = [shell, "sh"] if shell == "busybox" else [shell]
+    program = (FIXES / "lib.sh").read_text() + '\n"$@"\n'
+    env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "IOMMU_AUDIT_ROOT": str(root)}
+    return subprocess.run([*cmd, "-c", program, "lib", *call], capture_output=True, text=True, env=env, timeout=60)
+
+
+BOOT = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_run_lock_refuses_a_second_run_and_takes_over_a_dead_one(shell, tmp_path):
+    lock = tmp_path / "run/iommu-audit.lock"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        assert lib_call(shell, tmp_path, "lock_take", "RUN-A", BOOT, str(holder.pid), "ctl").returncode == 0
+        assert os.readlink(lock).split()[0] == "RUN-A"
+        r = lib_call(shell, tmp_path, "lock_take", "RUN-B", BOOT, str(os.getpid()), "ctl")
+        assert r.returncode == 3 and os.readlink(lock).split()[0] == "RUN-A"
+        line = r.stderr.strip()
+        assert len(line.splitlines()) == 1 and "refused: run RUN-A holds" in line and " since 20" in line
+        assert f"pid {holder.pid}" in line and f"rm {lock}" in line
+        assert lib_call(shell, tmp_path, "lock_release", "RUN-B").returncode == 0 and lock.is_symlink()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its process is gone (same boot): the next run takes the lock over and says so.
+    r = lib_call(shell, tmp_path, "lock_take", "RUN-B", BOOT, str(os.getpid()), "ctl")
+    assert r.returncode == 0 and f"is stale (process {holder.pid} is gone)" in r.stdout
+    assert os.readlink(lock).split()[0] == "RUN-B"
+    lib_call(shell, tmp_path, "lock_release", "RUN-B")
+    assert not lock.is_symlink()
+    # A lock from an earlier boot of the host (a /run that is not a tmpfs) does not block either.
+    os.symlink(f"RUN-C 2026-11-30T01:00:00Z 0000-old-boot other-boot 1 ctl", lock)
+    r = lib_call(shell, tmp_path, "lock_take", "RUN-D", BOOT, "1", "ctl")
+    assert r.returncode == 0 and "the host rebooted since 2026-11-30T01:00:00Z" in r.stdout
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_script_run_by_hand_waits_for_no_one_but_refuses_while_a_run_holds_the_lock(shell, tmp_path):
+    root, conf = tmp_path / "root", tmp_path / "root/etc/modules-load.d/vfio-pci.conf"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        assert lib_call(shell, root, "lock_take", "20261201T021900Z-1a2b", BOOT, str(holder.pid), "ctl").returncode == 0
+        step = root / "var/log/iommu-audit/by-hand/01-vfio-binding-persistent"
+        r = sh(shell, "vfio-binding-persistent.sh", "--step-dir", str(step), ADDR, root=root)
+        assert r.returncode == 3 and "refused: run 20261201T021900Z-1a2b holds" in r.stderr
+        assert not (root / f"etc/driverctl.d/pci-{ADDR}").exists() and not (step / "status").exists()
+        # A step of the holding run itself goes ahead.
+        step = root / "var/log/iommu-audit/20261201T021900Z-1a2b/01-vfio-binding-persistent"
+        r = sh(shell, "vfio-binding-persistent.sh", "--step-dir", str(step), ADDR, root=root)
+        assert r.returncode == 0 and (root / f"etc/driverctl.d/pci-{ADDR}").read_text() == "vfio-pci\n", r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not conf.exists()
+    # By hand with no run in progress: the script holds the lock while it runs, then lets it go.
+    r = sh(shell, "vfio-binding-persistent.sh", "--step-dir", str(tmp_path / "s2"), "0000:07:00.0", root=root)
+    assert r.returncode == 0 and "lock " in r.stdout and not (root / "run/iommu-audit.lock").is_symlink()
+
+
+def test_fix_takes_the_lock_over_from_a_dead_run_of_this_controller_only(tmp_path, monkeypatch):
+    """apply.lock through testinfra: the host cannot see the controller's processes, the controller can."""
+    import testinfra
+
+    from iommu_audit.fix import apply
+    monkeypatch.setenv("IOMMU_AUDIT_ROOT", str(tmp_path))
+    monkeypatch.setattr(apply, "_boot_id", lambda: "controller-boot")  # another machine than the host
+    host, lock = apply.Host(testinfra.get_host("local://")), tmp_path / "run/iommu-audit.lock"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock.parent.mkdir()
+    os.symlink(f"20261201T010000Z-dead 2026-12-01T01:00:00Z {BOOT} controller-boot {dead.pid} ctl", lock)
+    apply.lock(host, "node1", "20261201T020000Z-beef")
+    assert os.readlink(lock).split()[:1] + os.readlink(lock).split()[3:5] == [
+        "20261201T020000Z-beef", "controller-boot", str(os.getpid())]
+    # A live run (this process) refuses the next one: one line, run id, since, what to do.
+    with pytest.raises(apply.FixError) as exc:
+        apply.lock(host, "node1", "20261201T030000Z-cafe")
+    msg = str(exc.value)
+    assert msg.startswith("node1: refused: run 20261201T020000Z-beef holds ") and "\n" not in msg
+    assert f"rm {lock} and try again" in msg and "holder:" not in msg
+    apply.unlock(host, "20261201T030000Z-cafe")  # not the holder: no effect
+    assert lock.is_symlink()
+    apply.unlock(host, "20261201T020000Z-beef")
+    assert not lock.is_symlink()
