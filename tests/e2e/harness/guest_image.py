@@ -31,6 +31,7 @@ GUEST_MODULES = [
     "nvme", "nvme-core", "vfio", "vfio-pci", "vfio-pci-core", "vfio_iommu_type1",
     "irqbypass", "e1000e", "virtio_net", "virtio_pci", "ext4", "jbd2", "mbcache",
     "crc16", "crc32c_generic", "crc32c-intel",
+    "virtio_blk",  # the opt-in persistent disk (qemu.Guest(persistent_disk=True))
 ]
 # Files copied verbatim from the kernel's /lib/modules/<ver> so depmod/modprobe
 # know what is built in (modprobe of a builtin then succeeds quietly).
@@ -124,6 +125,7 @@ def build(cache_dir: Path | None = None, *, force: bool = False) -> GuestImage:
     out = cache_dir / f"{kver}-{_build_hash()}"
     img = _image_at(out, kver)
     if img and not force:
+        os.utime(out)  # in use: see the pruning below
         return img
     reason = unavailable_reason()
     if reason:
@@ -144,8 +146,10 @@ def build(cache_dir: Path | None = None, *, force: bool = False) -> GuestImage:
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)  # atomic publish: a half-built cache is never used
-    for old in cache_dir.glob("*-amd64-*"):  # superseded kernels / build scripts
-        if old != out and old.is_dir():
+    # Superseded kernels / build scripts, once unused for a day: several checkouts (git
+    # worktrees) with different guest scripts share this cache and may be booting theirs now.
+    for old in cache_dir.glob("*-amd64-*"):
+        if old != out and old.is_dir() and old.stat().st_mtime < time.time() - 86400:
             shutil.rmtree(old, ignore_errors=True)
     img = _image_at(out, kver)
     assert img is not None
@@ -236,6 +240,11 @@ def _copy_file(root: Path, host_path: str, mode: int | None = None) -> None:
 
 def _copy_elf(root: Path, binary: str) -> None:
     _copy_file(root, binary)
+    _copy_libs(root, binary)
+
+
+def _copy_libs(root: Path, binary: str) -> None:
+    """The shared libraries ``ldd`` reports for ``binary``, from this machine."""
     res = subprocess.run(["ldd", binary], capture_output=True, text=True)
     if res.returncode != 0:  # static binary ("not a dynamic executable")
         return
@@ -337,6 +346,80 @@ def _pack_cpio(root: Path, out: Path) -> None:
     ).stdout
     with gzip.open(out, "wb", compresslevel=6) as f:
         f.write(data)
+
+
+# -- opt-in overlays: real udev (and driverctl) ---------------------------------
+# Appended to the base initramfs as a second cpio archive (the kernel unpacks
+# concatenated archives in order), so the default guest stays byte for byte
+# what it was and pays nothing. Debian 12's own packages, apt-get download +
+# dpkg -x: udevadm is also systemd-udevd (argv[0]); it links libsystemd-shared
+# statically, its other libraries come from this machine like EXTRA_BINARIES.
+UDEV_PACKAGES = ["udev"]
+DRIVERCTL_PACKAGES = ["driverctl"]
+# Without .link files, net_setup_link renames nothing: eth0 stays eth0 as the
+# harness (and its README table) expects; hwdb (8 MB) is not needed by any rule we test.
+UDEV_SKIP = re.compile(r"^(lib/systemd/network/|lib/udev/hwdb\.d/|usr/share/|etc/init\.d/|lib/systemd/system/"
+                       r"(?!driverctl@))")
+
+
+def with_udev(image: GuestImage, *, driverctl: bool = False) -> GuestImage:
+    """The same guest with Debian's systemd-udevd/udevadm (and driverctl) in its initramfs.
+
+    Built once per base image into its cache dir (``initramfs-udev.cpio.gz`` /
+    ``initramfs-driverctl.cpio.gz``). The guest /init starts udevd when udevadm is present.
+    """
+    name = "driverctl" if driverctl else "udev"
+    out = image.initrd.parent / f"initramfs-{name}.cpio.gz"
+    if not out.exists():
+        base = set(_cpio_names(image.initrd))
+        layers = [(UDEV_PACKAGES, [])] + ([(DRIVERCTL_PACKAGES, ["/usr/bin/bash"])] if driverctl else [])
+        parts = [image.initrd.read_bytes()]
+        parts += [_overlay(packages, extra, base, image.initrd.parent) for packages, extra in layers]
+        tmp = out.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(parts))
+        tmp.rename(out)
+    return dataclasses.replace(image, initrd=out,
+                               size_bytes=image.kernel.stat().st_size + out.stat().st_size)
+
+
+def _cpio_names(initrd: Path) -> list[str]:
+    listing = subprocess.run(["cpio", "--quiet", "-t"], input=gzip.decompress(initrd.read_bytes()),
+                             capture_output=True, check=True).stdout
+    return listing.decode().split("\n")
+
+
+def _overlay(packages: list[str], extra_binaries: list[str], base: set[str], cache: Path) -> bytes:
+    """A gzip'd cpio of these Debian packages' files (+ host binaries), minus what the base has."""
+    with tempfile.TemporaryDirectory(prefix="guest-overlay-", dir=cache) as tmp:
+        tmp = Path(tmp)
+        dl, pkg, root = tmp / "deb", tmp / "pkg", tmp / "root"
+        dl.mkdir()
+        os.chmod(tmp, 0o755)  # apt drops to user _apt for downloads when it can
+        os.chmod(dl, 0o777)
+        _run(["apt-get", "download", "-q", *packages], cwd=dl)
+        for deb in dl.glob("*.deb"):
+            _run(["dpkg", "-x", str(deb), str(pkg)])
+        for f in sorted(pkg.rglob("*")):
+            rel = f.relative_to(pkg).as_posix()
+            if f.is_dir() or UDEV_SKIP.match(rel):
+                continue
+            dst = _guest_path(root, "/" + rel)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if f.is_symlink():  # e.g. systemd-udevd -> /bin/udevadm: relative, inside the guest tree
+                target = _guest_path(root, os.path.join("/" + os.path.dirname(rel), os.readlink(f)))
+                dst.symlink_to(os.path.relpath(target, dst.parent))
+                continue
+            shutil.copy2(f, dst)
+            if os.access(f, os.X_OK) and open(f, "rb").read(4) == b"\x7fELF":
+                _copy_libs(root, str(f))
+        for b in extra_binaries:
+            _copy_elf(root, b)
+        # Files the base already has (libc, ...) are left out; directories stay (harmless).
+        names = sorted(n for n in (q.relative_to(root).as_posix() for q in root.rglob("*"))
+                       if n not in base or (root / n).is_dir())
+        data = subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root,
+                              input="\n".join(names).encode() + b"\n", capture_output=True, check=True).stdout
+        return gzip.compress(data, compresslevel=6)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import guest_image
 from .guest_image import GuestImage
 
 # Fixed addresses on the q35 root bus (pcie.0), so BDFs are predictable:
@@ -30,6 +31,7 @@ from .guest_image import GuestImage
 NIC_ADDR = "0000:00:02.0"
 NVME_SLOT0 = 0x10
 BRIDGE_SLOT = 0x18
+PERSIST_SLOT = 0x19  # opt-in virtio-blk persistent disk (qemu.Guest(persistent_disk=True))
 MAX_NVME = 8
 NVME_SERIAL = "CEPHNVME{:04d}"
 BRIDGE_NVME_SERIAL = "CEPHNVMEB{:03d}"
@@ -120,7 +122,8 @@ class Guest:
     def __init__(self, image: GuestImage, name: str, *, iommu: str | None = "intel",
                  cmdline_extra: str = "intel_iommu=on", nvme: int = 4, bridge_nvme: int = 0,
                  mounted_nvme: int | None = None, memory_mb: int = 512, cpus: int = 1,
-                 accel_mode: str | None = None, ssh_timeout: float | None = None, guestfwd: str | None = None):
+                 accel_mode: str | None = None, ssh_timeout: float | None = None, guestfwd: str | None = None,
+                 udev: bool = False, driverctl: bool = False, persistent_disk: bool = False):
         if iommu not in ("intel", "amd", None):
             raise ValueError(f"iommu must be 'intel', 'amd' or None, not {iommu!r}")
         if not 0 <= nvme <= MAX_NVME or not 0 <= bridge_nvme <= MAX_NVME:
@@ -131,6 +134,11 @@ class Guest:
         self.cmdline_extra, self.memory_mb, self.cpus = cmdline_extra, memory_mb, cpus
         self.guestfwd = guestfwd  # a QEMU guestfwd rule (e.g. virsh_relay.guestfwd(uri)); restrict=on keeps it
         self.accel = accel_mode or accel(image)
+        # Opt-in: real udevd (+ Debian's driverctl) in the initramfs, and a disk that keeps
+        # /etc/driverctl.d, /etc/udev/rules.d, ... across reboot() (see guest_init.sh).
+        self.initrd = (guest_image.with_udev(image, driverctl=driverctl).initrd
+                       if udev or driverctl else image.initrd)
+        self.persistent_disk = persistent_disk
         self.nvme_serials = [NVME_SERIAL.format(i + 1) for i in range(nvme)]
         self.nvme_addresses = [nvme_address(i) for i in range(nvme)]
         self.bridge_address = f"0000:00:{BRIDGE_SLOT:02x}.0" if bridge_nvme else None
@@ -161,6 +169,26 @@ class Guest:
 
     def start(self) -> None:
         self._make_disks()
+        self._launch()
+
+    def reboot(self, *, cmdline_extra: str | None = None, timeout: float = 120) -> None:
+        """Power the guest off and boot a new QEMU with the same disks (NVMe backing files and
+        the persistent disk), optionally with another kernel command line."""
+        try:
+            self.run("poweroff", timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise GuestBootError(f"{self.name} did not power off within {timeout}s\n{self.console()[-3000:]}")
+        self.proc.stdout.close()
+        if cmdline_extra is not None:
+            self.cmdline_extra = cmdline_extra
+        self.console_log.rename(self.workdir / f"console.{time.time_ns()}.log")  # keep the old boot's log
+        self._launch()
+
+    def _launch(self) -> None:
         t0 = time.monotonic()
         for attempt in range(3):  # the free port may be taken between probe and bind
             self.port = _free_port()
@@ -206,7 +234,7 @@ class Guest:
                "-smp", str(self.cpus), "-m", str(self.memory_mb),
                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                "-serial", f"file:{self.console_log}",
-               "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
+               "-kernel", str(self.image.kernel), "-initrd", str(self.initrd),
                "-append", self.kernel_cmdline()]
         # The IOMMU must exist before the PCI devices it translates for.
         if self.iommu == "intel":
@@ -219,6 +247,9 @@ class Guest:
         for i, serial in enumerate(self.nvme_serials):
             cmd += ["-drive", f"if=none,id=nvme{i},format=raw,file={self._disk(serial)}",
                     "-device", f"nvme,serial={serial},drive=nvme{i},bus=pcie.0,addr=0x{NVME_SLOT0 + i:x}"]
+        if self.persistent_disk:
+            cmd += ["-drive", f"if=none,id=persist,format=raw,file={self.workdir / 'persist.img'}",
+                    "-device", f"virtio-blk-pci,drive=persist,bus=pcie.0,addr=0x{PERSIST_SLOT:x}"]
         if self.bridge_nvme_serials:
             cmd += ["-device", f"pcie-pci-bridge,id=br0,bus=pcie.0,addr=0x{BRIDGE_SLOT:x}"]
             for i, serial in enumerate(self.bridge_nvme_serials):
@@ -240,6 +271,11 @@ class Guest:
         for serial in self.nvme_serials + self.bridge_nvme_serials:
             with open(self._disk(serial), "wb") as f:
                 f.truncate(DISK_BYTES)  # sparse: costs no space until written
+        if self.persistent_disk:
+            with open(self.workdir / "persist.img", "wb") as f:
+                f.truncate(DISK_BYTES)
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "iommu-audit-persist", str(self.workdir / "persist.img")],
+                           check=True, capture_output=True)
         if self.mounted_nvme is not None:
             subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "hostdata",
                             str(self._disk(self.nvme_serials[self.mounted_nvme]))],

@@ -69,3 +69,21 @@ def test_private_libvirtd_attach_detach(libvirtd_server, libvirtd):  # noqa: F81
         assert name in out.split()
     finally:
         libvirtd_server.undefine(name)
+
+
+def test_opt_in_udev_driverctl_and_persistent_disk(boot_guest):  # noqa: F811
+    """The opt-in knobs (README "Topology knobs"): real udevd ran its coldplug, driverctl runs, and the
+    directories --fix writes are on the persistent disk. Their reboot story is tests/e2e/test_reboot.py."""
+    g = boot_guest("smoke-udev", fresh=True, iommu="intel", cmdline_extra="intel_iommu=on no_timer_check", nvme=1,
+                   driverctl=True, persistent_disk=True)
+    try:
+        rc, out, err = g.run("udevadm --version; pidof systemd-udevd; udevadm info -q symlink /dev/nvme0n1; "
+                             "findmnt -n -o SOURCE /etc/driverctl.d; findmnt -n -o SOURCE /etc/udev/rules.d; "
+                             "driverctl list-devices storage", check=True)
+        version, pid, links, *rest = out.splitlines()
+        assert int(version) >= 252 and pid.strip()
+        assert f"disk/by-id/nvme-QEMU_NVMe_Ctrl_{g.nvme_serials[0]}" in links.split()  # udev's own link
+        assert rest[:2] == ["/dev/vda[/etc/driverctl.d]", "/dev/vda[/etc/udev/rules.d]"], out
+        assert f"{g.nvme_addresses[0]} nvme" in rest[2:], out  # driverctl (bash) reads sysfs
+    finally:
+        g.close()
