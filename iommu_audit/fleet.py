@@ -3,7 +3,7 @@
 Profile of a host, first match wins:
   1. --profile-map FILE: YAML mapping of host name (or shell pattern such as "rack2-*") to profile
   2. the Ansible inventory variable iommu_audit_profile (host or group variable) of an ansible:// host
-  3. --profile (the default for every host)
+  3. --profile (the default for every host; without it, a host matched by neither is a usage error)
 
 With `pytest -n N` every check of one host runs on one worker (a scheduler that groups test ids
 by host), so each host's facts are gathered exactly once and results equal a serial run. Workers
@@ -59,18 +59,24 @@ def _read_map(path: str) -> list[tuple[str, str]]:
     return list(doc.items())
 
 
-def host_profiles(config: pytest.Config, targets: list[gather.Target], default: profiles.Profile,
+def host_profiles(config: pytest.Config, targets: list[gather.Target], default: profiles.Profile | None,
                   profile_dir: Path) -> dict[str, profiles.Profile]:
-    """{target name: its profile}; each file is loaded once; any bad one stops the run (usage error)."""
+    """{target name: its profile}; each file is loaded once; any bad one, or a host left without one
+    when there is no --profile, stops the run (usage error)."""
     path = config.getoption("profile_map", None)
     mapping = _read_map(path) if path else []
-    loaded: dict[str, profiles.Profile] = {default.path: default}
+    loaded: dict[str, profiles.Profile] = {default.path: default} if default else {}
     out = {}
     for t in targets:
         chosen, why = next(((p, f"--profile-map {path} ({pattern})") for pattern, p in mapping
                             if fnmatch.fnmatchcase(t.name, pattern)), (None, ""))
         if chosen is None and t.inventory_vars.get(INVENTORY_VARIABLE):
             chosen, why = str(t.inventory_vars[INVENTORY_VARIABLE]), f"inventory variable {INVENTORY_VARIABLE}"
+        if chosen is None and default is None:
+            raise pytest.UsageError(
+                f"host {t.name} has no profile: give --profile NAME for every host (a name from profiles/, e.g. "
+                f"dl360-gen9, or a .yaml path), map it in --profile-map FILE, or set its Ansible inventory variable "
+                f"{INVENTORY_VARIABLE}")
         if chosen is None:
             out[t.name] = default
             continue

@@ -62,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
-    """With --profile, the project is pytest's root directory, however the path options were written.
+    """With --profile (or --profile-map), the project is pytest's root directory, however the path options were written.
 
     pytest picks its root before it knows plugin options: in "--sysroot /srv/copy" it takes
     /srv/copy for a test path and roots the run there (test ids relative to the copy, its cache
@@ -70,7 +70,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     --rootdir=<project> would have set, before anything uses it.
     """
     ns = early_config.known_args_namespace
-    if not ns.profile or ns.rootdir or early_config.rootpath == PROJECT or not CHECKS.is_dir():
+    if not (ns.profile or ns.profile_map) or ns.rootdir or early_config.rootpath == PROJECT or not CHECKS.is_dir():
         return
     if ns.confcutdir == str(early_config.rootpath):  # pytest derived it from the wrong root
         ns.confcutdir = str(PROJECT)
@@ -225,11 +225,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(id): the iommu-audit requirement a check proves")
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlColumns(), "iommu-audit-html")
-    if not config.getoption("profile"):
-        if _collects_checks(config):
-            raise pytest.UsageError("--profile is required to run the checks, e.g. pytest --profile dl360-gen9 "
-                                    "(a name from profiles/ or a path to a .yaml file)")
-        return
+    given = config.getoption("profile")
+    if not given and not config.getoption("profile_map") and not _collects_checks(config):
+        return  # not an audit (the project's own tests, another suite)
     if not (CHECKS / "conftest.py").is_file():
         raise pytest.UsageError(f"iommu-audit is installed without its checks ({CHECKS} is missing): "
                                 "install it from a clone with: bash scripts/install.sh")
@@ -237,15 +235,16 @@ def pytest_configure(config: pytest.Config) -> None:
         # No test path given: the checks, wherever pytest's root directory ended up.
         config.args = [str(CHECKS)]
     try:
-        profile = profiles.load(config.getoption("profile"), PROFILES)
+        profile = profiles.load(given, PROFILES) if given else None
     except profiles.ProfileError as exc:
         raise pytest.UsageError(f"profile error: {exc}") from None
     _check_save_facts(config.getoption("save_facts"))
     if "ansible://" in (config.option.hosts or ""):
         fleet.ansible_on_path()
     targets = _targets(config)
-    config.stash[STATE] = AuditState(profile, targets, host_profiles=fleet.host_profiles(
-        config, targets, profile, PROFILES))
+    host_profiles = fleet.host_profiles(config, targets, profile, PROFILES)
+    # Without --profile every host has its own (--profile-map, inventory): the first one's is the run's.
+    config.stash[STATE] = AuditState(profile or host_profiles[targets[0].name], targets, host_profiles=host_profiles)
     drift.configure(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(fleet.XdistHooks(config.stash[STATE]), "iommu-audit-xdist")

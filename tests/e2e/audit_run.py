@@ -35,9 +35,11 @@ def write_profile(path: Path, *, cpu_vendor="intel", devices=(), disks=(), requi
     return path
 
 
-def audit(tmp_path: Path, profile: Path, *args: str, env: dict | None = None) -> AuditRun:
+def audit(tmp_path: Path, profile: Path | None, *args: str, env: dict | None = None) -> AuditRun:
+    """profile None: no --profile (every host gets its own from --profile-map or the inventory)."""
     junit = tmp_path / f"junit-{len(list(tmp_path.glob('junit-*')))}.xml"
-    cmd = [sys.executable, "-m", "pytest", f"--profile={profile}", f"--junitxml={junit}", "-q", "-rfE",
+    cmd = [sys.executable, "-m", "pytest", *([f"--profile={profile}"] if profile else []), f"--junitxml={junit}",
+           "-q", "-rfE",
            "-p", "no:randomly", *args]
     proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)

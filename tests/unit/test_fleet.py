@@ -10,6 +10,7 @@ import pytest
 from iommu_audit import fleet
 from tests.conftest import PROJECT
 from tests.sysroot import HostCopy
+from tests.cli import assert_usage_error
 from tests.unit.test_plugin import run
 
 SECOND = """name: other-model
@@ -96,6 +97,48 @@ def test_ansible_inventory_variable_chooses_the_profile(tmp_path):
     assert proc.returncode == 0, proc.output
     assert "test_bound_to_vfio[kvm-a-ceph-nvme-1]" in proc.output
     assert "test_bound_to_vfio[kvm-b-nic-1]" in proc.output and "kvm-b-ceph-nvme-1" not in proc.output
+
+
+def test_no_profile_needed_when_every_host_has_one(rack):
+    tmp_path, node1, node2 = rack
+    (tmp_path / "map.yaml").write_text(f'"node1": dl360-gen9\n"node*": {tmp_path / "other-model.yaml"}\n')
+    proc = run(f"--sysroot={node1.root},{node2.root}", f"--profile-map={tmp_path / 'map.yaml'}",
+               f"--junitxml={tmp_path / 'j.xml'}", "-p", "no:randomly")
+    assert proc.returncode == 1, proc.output
+    got = outcomes(tmp_path / "j.xml")
+    assert got["test_bound_to_vfio[node1-ceph-nvme-1]"] == "passed"
+    assert got["test_bound_to_vfio[node2-nic-1]"] == "failure" and "test_bound_to_vfio[node2-ceph-nvme-1]" not in got
+    # The run's profile (report title, header) is the first host's.
+    assert "iommu-audit profile: dl360-gen9 (" in proc.output and "profile other-model)" in proc.output
+
+
+def test_a_host_left_without_profile_is_a_usage_error(rack):
+    tmp_path, node1, node2 = rack  # map.yaml names node2 only
+    proc = run(f"--sysroot={node1.root},{node2.root}", f"--profile-map={tmp_path / 'map.yaml'}")
+    assert_usage_error(proc, "host node1 has no profile: give --profile NAME for every host",
+                       "--profile-map FILE", "inventory variable iommu_audit_profile")
+
+
+def test_inventory_variables_alone_give_every_host_its_profile(tmp_path):
+    pytest.importorskip("ansible")
+    (tmp_path / "other-model.yaml").write_text(SECOND)
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(f"""all:
+  children:
+    rack1:
+      vars: {{iommu_audit_profile: dl360-gen9}}
+      hosts:
+        kvm-a: {{ansible_connection: local}}
+        kvm-b: {{ansible_connection: local, iommu_audit_profile: {tmp_path / 'other-model.yaml'}}}
+    spare:
+      hosts:
+        kvm-c: {{ansible_connection: local}}
+""")
+    proc = run("--hosts=ansible://rack1", f"--ansible-inventory={inventory}", "--co", "-q", timeout=120)
+    assert proc.returncode == 0, proc.output
+    assert "test_bound_to_vfio[kvm-a-ceph-nvme-1]" in proc.output and "test_bound_to_vfio[kvm-b-nic-1]" in proc.output
+    proc = run("--hosts=ansible://all", f"--ansible-inventory={inventory}", "--co", "-q", timeout=120)
+    assert_usage_error(proc, "host kvm-c has no profile")
 
 
 def test_unreachable_host_is_one_failure_and_the_others_finish(rack, tmp_path):

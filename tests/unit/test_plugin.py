@@ -57,7 +57,8 @@ def test_sample_host_passes():
 # --- usage errors: exit 4, one line, no traceback -------------------------------------------------
 
 def test_checks_without_profile():
-    assert_usage_error(run(), "--profile is required to run the checks", "pytest --profile dl360-gen9")
+    assert_usage_error(run(), "host local has no profile: give --profile NAME for every host", "dl360-gen9",
+                       "--profile-map FILE", "iommu_audit_profile")
 
 
 @pytest.mark.parametrize("case", [
