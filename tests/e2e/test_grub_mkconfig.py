@@ -68,19 +68,26 @@ def linux_line(cfg: str) -> str:
     return next(line for line in cfg.splitlines() if line.strip().startswith("linux"))
 
 
-def test_real_grub_mkconfig_gets_the_arguments_and_undo_restores(tmp_path, dl360):
+def regenerate(tmp_path: Path, profile) -> Path:
+    """Run cmdline-persistent.sh (fix, then undo) on Debian's grub shape with the real update-grub;
+    tmp_path gets cfg.before/after/undone and grub.after/undone."""
     import os
     if os.geteuid() != 0:
         skip_or_fail("needs root (mount namespace)")
     pkg = grub_common()
     (tmp_path / "grub.before").write_text(DEBIAN)
-    edit = bootconfig.needed(cmdline.params(cmdline.grub_cmdline([("/etc/default/grub", DEBIAN)])), dl360)
+    edit = bootconfig.needed(cmdline.params(cmdline.grub_cmdline([("/etc/default/grub", DEBIAN)])), profile)
     change = FileChange("/etc/default/grub", DEBIAN, bootconfig.edit_grub([("/etc/default/grub", DEBIAN)], edit)["/etc/default/grub"])
     args = ["--boot", "grub", "--grub-cfg", "/boot/grub/grub.cfg", *[x for a in edit.add for x in ("--verify-arg", a)],
             *change.args()]
     r = subprocess.run(["unshare", "-m", "--propagation", "private", "--", "sh", "-c", NAMESPACE, "ns",
                         str(tmp_path), str(pkg), str(FIXES), *args], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr + (tmp_path / "update-grub.log").read_text()
+    return tmp_path
+
+
+def test_real_grub_mkconfig_gets_the_arguments_and_undo_restores(tmp_path, dl360):
+    regenerate(tmp_path, dl360)
     before, after = linux_line((tmp_path / "cfg.before").read_text()), linux_line((tmp_path / "cfg.after").read_text())
     assert "intel_iommu=off" in before
     assert "intel_iommu=off" not in after and "intel_iommu=on" in after and "iommu=pt" in after, after
@@ -88,3 +95,4 @@ def test_real_grub_mkconfig_gets_the_arguments_and_undo_restores(tmp_path, dl360
     assert "# was debugging DMAR faults" in (tmp_path / "grub.after").read_text()
     assert (tmp_path / "grub.undone").read_text() == DEBIAN
     assert (tmp_path / "cfg.undone").read_text() == (tmp_path / "cfg.before").read_text()
+    # A guest booted with this regenerated line: tests/e2e/test_reboot.py (its second boots).
