@@ -149,18 +149,22 @@ def _vendor(text: str) -> str:
 def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts:
     """Parse the probe's output. Missing sections become empty facts, never errors."""
     by_name: dict[str, sections.Section] = {}
-    domains: dict[str, libvirt.Domain] = {}
+    definitions: list[tuple[str, str, str]] = []  # (defined|live, name, XML): virsh's or the files'
     for s in sections.split(text, marker):
         if s.name == "domain":
-            state, dom_name = (s.args + ("", ""))[:2]
-            d = libvirt.domain(dom_name, state, s.body)
-            # "domain live NAME": what a running domain holds now, hot-plugged devices included;
-            # alone, a transient domain: nothing of it persists.
-            if state == "live":
-                d = libvirt.merged(domains.get(dom_name, libvirt.Domain(dom_name, True, (), ())), d)
-            domains[dom_name] = d
+            definitions.append(((s.args + ("", ""))[0], (s.args + ("", ""))[1], s.body))
         else:
             by_name[s.name] = s
+            if s.name == "libvirt" and s.arg("source") == "files":
+                definitions += libvirt.files_domains(s.body)
+    domains: dict[str, libvirt.Domain] = {}
+    for state, dom_name, xml_text in definitions:
+        d = libvirt.domain(dom_name, state, xml_text)
+        # "live": what a running domain holds now, hot-plugged devices included;
+        # alone, a transient domain: nothing of it persists.
+        if state == "live":
+            d = libvirt.merged(domains.get(dom_name, libvirt.Domain(dom_name, True, (), ())), d)
+        domains[dom_name] = d
     empty = sections.Section("", (), "")
 
     def sec(n: str) -> sections.Section:
@@ -168,8 +172,9 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
 
     meta = {r[0]: r[1] if len(r) > 1 else "" for r in sec("probe").rows()}
     log = sec("dmesg").body.splitlines()
-    groups, group_types = sysfs.iommu_groups(sec("iommu_groups").rows())
+    groups, group_types = sysfs.iommu_groups(sysfs.group_rows(sec("iommu_groups").raw()))
     libvirt_sec = sec("libvirt")
+    block_rows = storage.block_rows(sec("block").raw())
     source = libvirt_sec.arg("source", "none")
     return HostFacts(
         name=name,
@@ -184,20 +189,20 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         iommu_class=sec("class_iommu").body.split(),
         groups=groups,
         group_types=group_types,
-        pci=sysfs.pci_devices(sec("pci").rows()),
-        nvme=sysfs.nvme_controllers(sec("nvme").rows()),
-        slots=sysfs.slots(sec("slots").rows()),
-        block=storage.block_devices(sec("block").rows()),
-        btrfs=storage.btrfs_members(sec("block").rows()),
-        dev_links=storage.disk_links(sec("disk_links").rows()),
+        pci=sysfs.pci_devices(sysfs.pci_rows(sec("pci").raw())),
+        nvme=sysfs.nvme_controllers(sysfs.nvme_rows(sec("nvme").raw())),
+        slots=sysfs.slots(sysfs.slot_rows(sec("slots").raw())),
+        block=storage.block_devices(block_rows),
+        btrfs=storage.btrfs_members(block_rows),
+        dev_links=storage.disk_links(storage.disk_link_rows(sec("disk_links").raw())),
         mounts=storage.mounts(sec("mounts").body),
         boot_mounts=storage.boot_mounts(sec("fstab").files()),
         swaps=storage.swaps(sec("swaps").body),
         md_members=storage.md_members(sec("mdstat").body),
-        network=sysfs.network(sec("net").rows()),
+        network=sysfs.network(sysfs.net_rows(sec("net").raw())),
         modules=modules.modules(sec("modules").rows()),
         modprobe=modules.modprobe_lines(sec("modprobe_d").files()),
-        driverctl=modules.driverctl_overrides(sec("driverctl").rows()),
+        driverctl=modules.driverctl_overrides(modules.driverctl_rows(sec("driverctl").raw())),
         boot_files=sec("boot_config").files(),
         boot_generated=[(r[0], r[1]) for r in sec("boot_generated").rows() if len(r) > 1 and r[1].strip()],
         interrupt_chips=sec("interrupts").body.split(),
@@ -210,7 +215,7 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
         libvirt_note="no libvirt daemon runs (virsh would start one): read /etc/libvirt/qemu and /run/libvirt/qemu"
         if libvirt_sec.arg("daemon") == "stopped" else "",
         domains=list(domains.values()),
-        platform=platform.platform(sec("platform").rows()),
+        platform=platform.platform(platform.platform_rows(sec("platform").raw())),
         offline_copy=sec("probe").arg("root", "/") != "/",
         modprobe_files=sec("modprobe_d").files(),
         system={r[0]: r[1] for r in sec("system").rows() if len(r) > 1},

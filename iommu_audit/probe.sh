@@ -30,6 +30,16 @@ val() { v=; [ -f "$1" ] && { read -r v < "$1"; } 2>/dev/null; printf "%s" "$v"; 
 body() { [ -f "$1" ] && head -c "$CAP" "$1" 2>/dev/null; }
 # link PATH: print the last component of a symlink's target, or nothing.
 link() { [ -L "$1" ] && { l=$(readlink "$1"); printf "%s" "${l##*/}"; }; }
+# A host has hundreds of devices: their attributes and links are read by a few processes for
+# all of them, as raw rows the parsers join (parsers/sections.py Section.raw). Paths start "./".
+# links PATH...: "l TAB PATH TAB TARGET" for each symlink (one ls; -n: no user names to parse).
+unset TIME_STYLE QUOTING_STYLE
+links() {
+	ls -ldn -- "$@" 2>/dev/null |
+		sed -n "s/^l[^ ]*  *[0-9]*  *[0-9]*  *[0-9]*  *[0-9]* [A-Za-z]*  *[0-9]*  *[0-9:]* \(.*\) -> /l$TAB\1$TAB/p"
+}
+# attrs PATH...: "PATH:FIRST-LINE" for each regular file (find skips what would hang grep).
+attrs() { find "$@" -prune -type f -exec grep -a -s -H -m1 '' {} + 2>/dev/null; }
 # files GLOB...: cat files, each after a "MARKER:file PATH" row (PATH without ROOT);
 # the marker keeps a "# file ..." comment inside a file from passing for a header.
 files() {
@@ -67,63 +77,56 @@ ls "$R/sys/firmware/acpi/tables" 2>/dev/null
 sec class_iommu
 ls "$R/sys/class/iommu" 2>/dev/null
 
+# GROUP MEMBER rows; ./GROUP/type
 sec iommu_groups
-for g in "$R"/sys/kernel/iommu_groups/*; do
-	[ -d "$g" ] || continue
-	t=$(val "$g/type")
-	for m in "$g"/devices/*; do
-		[ -e "$m" ] || [ -L "$m" ] || continue
-		printf "%s\t%s\t%s\n" "${g##*/}" "${m##*/}" "$t"
+(cd "$R/sys/kernel/iommu_groups" 2>/dev/null && {
+	for m in ./*/devices/*; do
+		{ [ -e "$m" ] || [ -L "$m" ]; } && g=${m#./} && printf "%s\t%s\n" "${g%%/*}" "${m##*/}"
 	done
-done
+	attrs ./*/type
+})
 
-# address vendor device class subsys_vendor subsys_device driver override group path
+# ADDRESS rows; links ./ADDRESS (its path), ./ADDRESS/driver, ./ADDRESS/iommu_group; attributes
 sec pci
-for d in "$R"/sys/bus/pci/devices/*; do
-	[ -e "$d" ] || continue
-	p=$(readlink "$d")
-	printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "${d##*/}" \
-		"$(val "$d/vendor")" "$(val "$d/device")" "$(val "$d/class")" \
-		"$(val "$d/subsystem_vendor")" "$(val "$d/subsystem_device")" \
-		"$(link "$d/driver")" "$(val "$d/driver_override")" \
-		"$(link "$d/iommu_group")" "${p#*devices/}"
-done
+(cd "$R/sys/bus/pci/devices" 2>/dev/null && {
+	for d in ./*; do [ -e "$d" ] && printf "%s\n" "${d#./}"; done
+	links ./* ./*/driver ./*/iommu_group
+	attrs ./*/vendor ./*/device ./*/class ./*/subsystem_vendor ./*/subsystem_device ./*/driver_override
+})
 
-# address controller serial model (readable only while on the nvme driver)
+# ADDRESS CONTROLLER rows; ./ADDRESS/nvme/CONTROLLER/serial, model (readable only while on the nvme driver)
 sec nvme
-for c in "$R"/sys/bus/pci/devices/*/nvme/nvme*; do
-	[ -d "$c" ] || continue
-	d=${c%/nvme/*}
-	printf "%s\t%s\t%s\t%s\n" "${d##*/}" "${c##*/}" "$(val "$c/serial")" "$(val "$c/model")"
-done
+(cd "$R/sys/bus/pci/devices" 2>/dev/null && {
+	for c in ./*/nvme/nvme*; do [ -d "$c" ] && d=${c#./} && printf "%s\t%s\n" "${d%%/*}" "${c##*/}"; done
+	attrs ./*/nvme/nvme*/serial ./*/nvme/nvme*/model
+})
 
 sec slots
-for s in "$R"/sys/bus/pci/slots/*; do
-	[ -d "$s" ] || continue
-	printf "%s\t%s\n" "${s##*/}" "$(val "$s/address")"
-done
+(cd "$R/sys/bus/pci/slots" 2>/dev/null && attrs ./*/address)
 
-# fstype: udev's ID_FS_TYPE (zfs_member, LVM2_member, ceph_bluestore...): a use
-# that leaves no mount and no holder behind.
-fstype() { mm=$(val "$1/dev"); [ -f "$R/run/udev/data/b$mm" ] && grep -m1 "^E:ID_FS_$2=" "$R/run/udev/data/b$mm" 2>/dev/null | sed "s/^E:ID_FS_$2=//"; }
+# holders DIR: names in DIR/holders, each followed by a space (dm-*/md* stacked on top)
+holders() { h=; for x in "$1"/holders/*; do { [ -e "$x" ] || [ -L "$x" ]; } && h="$h${x##*/} "; done; :; }
 
-# disk NAME PATH HOLDERS FSTYPE LABEL / part NAME DISK HOLDERS FSTYPE LABEL (a ZFS label is its pool)
-# via NAME CONTROLLER-PATH: an NVMe multipath namespace (under virtual/nvme-subsystem/) and
-# each controller of its subsystem. btrfs UUID NAME: members of a (multi-device) btrfs.
+# disk NAME HOLDERS / part NAME DISK HOLDERS rows; links ./NAME (its path) and ./NAME/../nvme* (each
+# controller of an NVMe multipath namespace's subsystem); ./NAME/dev and ./NAME/PART/dev (MAJ:MIN);
+# udev's ID_FS_TYPE/LABEL as "bMAJ:MIN:E:ID_FS_TYPE=..." (zfs_member, LVM2_member, ceph_bluestore...:
+# a use that leaves no mount and no holder behind; a ZFS label is its pool). btrfs UUID NAME rows:
+# members of a (multi-device) btrfs. parsers/storage.py block_rows joins them.
 sec block
-for b in "$R"/sys/block/*; do
-	[ -e "$b" ] || continue
-	n=${b##*/}
-	bp=$(readlink "$b")
-	case $bp in */nvme-subsystem/*) for c in "$b"/../nvme*; do
-		[ -L "$c" ] && printf "via\t%s\t%s\n" "$n" "$(readlink "$c")"
-	done ;; esac
-	printf "disk\t%s\t%s\t%s\t%s\t%s\n" "$n" "$bp" "$(ls "$b/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$b" TYPE)" "$(fstype "$b" LABEL)"
-	for p in "$b/$n"*; do
-		[ -f "$p/partition" ] || continue
-		printf "part\t%s\t%s\t%s\t%s\t%s\n" "${p##*/}" "$n" "$(ls "$p/holders" 2>/dev/null | tr '\n' ' ')" "$(fstype "$p" TYPE)" "$(fstype "$p" LABEL)"
+(cd "$R/sys/block" 2>/dev/null && {
+	for b in ./*; do
+		[ -e "$b" ] || continue
+		n=${b#./}
+		holders "$b"
+		printf "disk\t%s\t%s\n" "$n" "$h"
+		for p in "$b/$n"*; do
+			[ -f "$p/partition" ] && holders "$p" && printf "part\t%s\t%s\t%s\n" "${p##*/}" "$n" "$h"
+		done
 	done
-done
+	links ./* ./*/../nvme*
+	attrs ./*/dev ./*/*/dev
+})
+(cd "$R/run/udev/data" 2>/dev/null && find b* -prune -type f -exec grep -a -s -H -E '^E:ID_FS_(TYPE|LABEL)=' {} + 2>/dev/null)
 for d in "$R"/sys/fs/btrfs/*/devices/*; do
 	[ -e "$d" ] || [ -L "$d" ] || continue
 	u=${d%/devices/*}
@@ -132,10 +135,7 @@ done
 
 # Stable names of block devices: PATH TARGET (by-id, by-path, by-uuid, ..., /dev/mapper).
 sec disk_links
-for l in "$R"/dev/disk/by-*/* "$R"/dev/mapper/*; do
-	[ -L "$l" ] || continue
-	printf "%s\t%s\n" "${l#"$R"}" "$(readlink "$l")"
-done
+(cd "$R/dev" 2>/dev/null && links ./disk/by-*/* ./mapper/*)
 
 sec fstab
 files "$R/etc/fstab" "$R/etc/crypttab"
@@ -149,11 +149,10 @@ body "$R/proc/mdstat"
 
 # dev NAME PCI-FUNCTION UPPERS: a bridge, bond or VLAN on top carries the port's traffic.
 sec net
-for n in "$R"/sys/class/net/*; do
-	[ -e "$n" ] || continue
-	up=$(for u in "$n"/master "$n"/upper_*; do [ -L "$u" ] && link "$u" && printf " "; done)
-	printf "dev\t%s\t%s\t%s\n" "${n##*/}" "$(link "$n/device")" "$up"
-done
+(cd "$R/sys/class/net" 2>/dev/null && {
+	for n in ./*; do [ -e "$n" ] && printf "dev\t%s\n" "${n#./}"; done
+	links ./*/device ./*/master ./*/upper_*
+})
 # Interface of the default route (/proc/net/route: Iface Destination ...).
 [ -f "$R/proc/net/route" ] && while read -r ifc dst _; do
 	[ "$dst" = 00000000 ] && printf "default\t%s\n" "$ifc"
@@ -189,10 +188,9 @@ body "$R/lib/modules/$kver/modules.dep" | grep -o -E '^[^:]*(vfio|pci-stub)[^:]*
 sec modprobe_d
 files "$R"/etc/modprobe.d/*.conf "$R"/run/modprobe.d/*.conf "$R"/lib/modprobe.d/*.conf "$R"/usr/lib/modprobe.d/*.conf
 
+# FILE rows; ./FILE:DRIVER
 sec driverctl
-for f in "$R"/etc/driverctl.d/*; do
-	[ -f "$f" ] && printf "%s\t%s\n" "${f##*/}" "$(val "$f")"
-done
+(cd "$R/etc/driverctl.d" 2>/dev/null && for f in ./*; do [ -f "$f" ] && printf "%s\n" "${f#./}"; done && attrs ./*)
 
 # What applies /etc/driverctl.d at boot (driverctl's udev rule and unit, our fallback rule):
 # PATH LINK LINES (LINES: uncommented lines naming driverctl). The first of these dirs
@@ -227,12 +225,14 @@ for g in "$R"/sys/kernel/iommu_groups/*; do
 	printf "resv\t%s\n" "${g##*/}"
 	while read -r l || [ -n "$l" ]; do printf "resv\t%s\t%s\n" "${g##*/}" "$l"; done 2>/dev/null < "$g/reserved_regions"
 done
-for d in "$R"/sys/bus/pci/devices/*; do
-	[ -e "$d" ] && printf "numa\t%s\t%s\n" "${d##*/}" "$(val "$d/numa_node")"
-done
-for n in "$R"/sys/devices/system/node/node*; do
-	[ -d "$n" ] && printf "node\t%s\t%s\n" "${n##*node}" "$(val "$n/cpulist")"
-done
+(cd "$R/sys/bus/pci/devices" 2>/dev/null && {
+	for d in ./*; do [ -e "$d" ] && printf "numa\t%s\n" "${d#./}"; done
+	attrs ./*/numa_node
+})
+(cd "$R/sys/devices/system/node" 2>/dev/null && {
+	for n in ./node*; do [ -d "$n" ] && printf "node\t%s\n" "${n#./node}"; done
+	attrs ./node*/cpulist
+})
 for p in vfio_iommu_type1/parameters/allow_unsafe_interrupts vfio/parameters/enable_unsafe_noiommu_mode; do
 	[ -f "$R/sys/module/$p" ] && printf "param\t%s\t%s\n" "$p" "$(val "$R/sys/module/$p")"
 done
@@ -305,13 +305,16 @@ elif [ -d "$R/etc/libvirt/qemu" ] && ! { [ -r "$R/etc/libvirt/qemu" ] && [ -x "$
 	sec libvirt source=error
 	printf "cannot read /etc/libvirt/qemu (and no libvirt daemon runs for virsh): run as root or with --sudo\n"
 elif [ -d "$R/etc/libvirt/qemu" ] || [ -d "$R/run/libvirt/qemu" ] || [ "$lvd" = stopped ]; then
+	# defined|live NAME rows, then every line of every file after its path (parsers/libvirt.py files_domains)
 	sec libvirt source=files daemon="${lvd:-none}"
-	for f in "$R"/etc/libvirt/qemu/*.xml "$R"/run/libvirt/qemu/*.xml; do
-		[ -f "$f" ] || continue
-		n=${f##*/}
-		case $f in "$R"/run/*) sec domain live "${n%.xml}" ;; *) sec domain defined "${n%.xml}" ;; esac
-		cat "$f"
-	done
+	(cd "$R/" && {
+		for f in ./etc/libvirt/qemu/*.xml ./run/libvirt/qemu/*.xml; do
+			[ -f "$f" ] || continue
+			n=${f##*/}
+			case $f in ./run/*) printf "live\t%s\n" "${n%.xml}" ;; *) printf "defined\t%s\n" "${n%.xml}" ;; esac
+		done
+		find ./etc/libvirt/qemu/*.xml ./run/libvirt/qemu/*.xml -prune -type f -exec grep -a -H '' {} + 2>/dev/null
+	})
 else
 	sec libvirt source=none
 fi

@@ -43,6 +43,26 @@ def _number(text: str | None) -> int:
     return int(text, 10)
 
 
+_FILES = {"defined": "./etc/libvirt/qemu/", "live": "./run/libvirt/qemu/"}
+
+
+def files_domains(body: str) -> list[tuple[str, str, str]]:
+    """(state, name, XML) of each file the probe listed in a `libvirt source=files` section: rows
+    "defined|live NAME", then every line of the files as grep -H prints it ("./etc/libvirt/qemu/NAME.xml:LINE")."""
+    listed: list[tuple[str, str]] = []
+    lines: dict[str, list[str]] = {}
+    for line in body.splitlines():
+        state, tab, name = line.partition("\t")
+        if tab and state in _FILES:
+            listed.append((state, name))
+            continue
+        for dir_ in _FILES.values():
+            if line.startswith(dir_):
+                path, _, text = line.partition(".xml:")
+                lines.setdefault(path, []).append(text)
+    return [(state, name, "\n".join(lines.get(_FILES[state] + name, []))) for state, name in listed]
+
+
 def domain(name: str, state: str, xml_text: str) -> Domain:
     """One definition: STATE is defined, running, or live (what a running VM holds now)."""
     running = state in ("running", "live")

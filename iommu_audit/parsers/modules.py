@@ -3,6 +3,7 @@
 import shlex
 from dataclasses import dataclass
 
+from iommu_audit.parsers.sections import Raw
 from iommu_audit.pci import AddressError, normalize_address
 
 
@@ -67,6 +68,11 @@ def modprobe_vfio_ids(lines: list[ModprobeLine]) -> list[tuple[str, ModprobeLine
                 if key == "ids":
                     out += [(":".join(i.lower().split(":")[:2]), ml) for i in value.split(",") if i]
     return out
+
+
+def driverctl_rows(raw: Raw) -> list[list[str]]:
+    """Rows of the probe's driverctl section: file driver."""
+    return [[f, raw.value(f)] for f, *_ in raw.rows]
 
 
 def driverctl_overrides(rows: list[list[str]]) -> dict[str, str]:

@@ -7,6 +7,8 @@ Rows (tab-separated):
                                   (5.3+), reserved, msi
   numa ADDRESS NODE               /sys/bus/pci/devices/ADDRESS/numa_node (-1: firmware gave none)
   node N CPULIST                  /sys/devices/system/node/nodeN/cpulist
+                                  (the probe sends "numa ADDRESS" and "node N" rows and the files'
+                                  first lines apart: platform_rows joins them)
   param MODULE/parameters/NAME V  a live module parameter (Y/N)
   missing PATH                    an offline copy lacks this directory
 
@@ -18,6 +20,8 @@ Rows (tab-separated):
 """
 
 from dataclasses import dataclass, field
+
+from iommu_audit.parsers.sections import Raw
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,13 @@ class Platform:
             if cpu in cpus(text):
                 return node
         return None
+
+
+def platform_rows(raw: Raw) -> list[list[str]]:
+    """The section's rows, numa and node rows joined with their files' first lines."""
+    files = {"numa": "{}/numa_node", "node": "node{}/cpulist"}
+    return [[r[0], r[1], raw.value(files[r[0]].format(r[1]))] if r[0] in files and len(r) == 2 else r
+            for r in raw.rows]
 
 
 def platform(rows: list[list[str]]) -> Platform:

@@ -31,12 +31,45 @@ class Section:
                 out[-1][1].append(line)
         return [(path, "\n".join(lines)) for path, lines in out]
 
+    def raw(self) -> "Raw":
+        """A section of batched reads (probe.sh `links` and `attrs`): its rows, symlinks and first lines."""
+        rows, links, values = [], {}, {}
+        for line in self.body.splitlines():
+            if line.startswith("l\t./"):  # l TAB ./PATH TAB TARGET
+                path, _, target = line[4:].partition("\t")
+                links[path] = target
+            elif line.startswith("./"):  # grep -H: ./DIR/ATTR:LINE, DIR may hold colons (PCI addresses), ATTR not
+                head, slash, rest = line[2:].partition("/")
+                if slash:
+                    attr, _, value = rest.partition(":")
+                    path = f"{head}/{attr}"
+                else:  # a file of the directory itself (driverctl's pci-0000:06:00.0): its value holds no colon
+                    path, _, value = head.rpartition(":")
+                values[path] = value.strip(" \t")  # as sh's `read` gave it
+            elif line.strip():
+                rows.append(line.split("\t"))
+        return Raw(rows, links, values)
+
     def arg(self, key: str, default: str = "") -> str:
         """Value of a key=value argument on the section line."""
         for a in self.args:
             if a.startswith(key + "="):
                 return a[len(key) + 1:]
         return default
+
+
+@dataclass(frozen=True)
+class Raw:
+    rows: list[list[str]]  # tab-separated rows
+    links: dict[str, str]  # "0000:06:00.0/driver" -> "../../../bus/pci/drivers/vfio-pci"
+    values: dict[str, str]  # "0000:06:00.0/vendor" -> "0x144d": a file's first line ("" if unread)
+
+    def value(self, path: str) -> str:
+        return self.values.get(path, "")
+
+    def link(self, path: str) -> str:
+        """The last component of the link's target ("vfio-pci"), or ""."""
+        return self.links.get(path, "").rsplit("/", 1)[-1]
 
 
 def split(text: str, marker: str = MARKER) -> list[Section]:

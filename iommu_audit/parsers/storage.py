@@ -2,6 +2,9 @@
 
 from dataclasses import dataclass
 
+import re
+
+from iommu_audit.parsers.sections import Raw
 from iommu_audit.parsers.sysfs import pci_address_of
 
 
@@ -16,6 +19,36 @@ class BlockDevice:
     # Every controller the disk is reached through: an NVMe multipath namespace has one per
     # controller of its subsystem (its own path is virtual), others their pci_address.
     controllers: tuple[str, ...] = ()
+
+
+_UDEV = re.compile(r"b(\d+:\d+):E:ID_FS_(TYPE|LABEL)=(.*)")
+
+
+def block_rows(raw: Raw) -> list[list[str]]:
+    """Rows of the probe's block section: disk NAME PATH HOLDERS FSTYPE LABEL, part NAME DISK HOLDERS
+    FSTYPE LABEL, via NAME CONTROLLER-PATH (before its disk), btrfs UUID NAME."""
+    udev: dict[tuple[str, str], str] = {}
+    for r in raw.rows:
+        m = _UDEV.fullmatch(r[0]) if len(r) == 1 else None
+        if m:
+            udev.setdefault((m[1], m[2]), m[3])
+
+    def fs(path: str) -> list[str]:
+        dev = raw.value(f"{path}/dev")
+        return [udev.get((dev, "TYPE"), ""), udev.get((dev, "LABEL"), "")]
+
+    out = []
+    for r in raw.rows:
+        if r[0] == "disk" and len(r) > 2:
+            name, path = r[1], raw.links.get(r[1], "")
+            if "/nvme-subsystem/" in path:
+                out += [["via", name, t] for p, t in raw.links.items() if p.startswith(f"{name}/../nvme")]
+            out.append(["disk", name, path, r[2], *fs(name)])
+        elif r[0] == "part" and len(r) > 3:
+            out.append(["part", r[1], r[2], r[3], *fs(f"{r[2]}/{r[1]}")])
+        elif r[0] == "btrfs":
+            out.append(r)
+    return out
 
 
 def block_devices(rows: list[list[str]]) -> dict[str, BlockDevice]:
@@ -43,6 +76,11 @@ def btrfs_members(rows: list[list[str]]) -> dict[str, list[str]]:
         if r[0] == "btrfs" and len(r) > 2:
             out.setdefault(r[1], []).append(r[2])
     return out
+
+
+def disk_link_rows(raw: Raw) -> list[list[str]]:
+    """Rows of the probe's disk_links section: /dev/disk/by-*/NAME (or /dev/mapper/NAME) and its target."""
+    return [[f"/dev/{path}", target] for path, target in raw.links.items()]
 
 
 def disk_links(rows: list[list[str]]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 import ipaddress
 from dataclasses import dataclass
 
+from iommu_audit.parsers.sections import Raw
 from iommu_audit.pci import addresses_in, class_name, is_bridge_class
 
 
@@ -44,6 +45,17 @@ def _optional(value: str) -> str | None:
     return value if value and value != "(null)" else None
 
 
+_PCI_ATTRS = ("vendor", "device", "class", "subsystem_vendor", "subsystem_device")
+
+
+def pci_rows(raw: Raw) -> list[list[str]]:
+    """Rows of the probe's pci section: address vendor device class subsystem_vendor subsystem_device
+    driver driver_override group path (the path below /sys/devices)."""
+    return [[a, *(raw.value(f"{a}/{k}") for k in _PCI_ATTRS), raw.link(f"{a}/driver"),
+             raw.value(f"{a}/driver_override"), raw.link(f"{a}/iommu_group"),
+             raw.links.get(a, "").split("devices/", 1)[-1]] for a, *_ in raw.rows]
+
+
 def pci_devices(rows: list[list[str]]) -> dict[str, PciDevice]:
     out = {}
     for r in rows:
@@ -55,6 +67,11 @@ def pci_devices(rows: list[list[str]]) -> dict[str, PciDevice]:
             driver_override=_optional(override), iommu_group=group or None, path=path,
         )
     return out
+
+
+def group_rows(raw: Raw) -> list[list[str]]:
+    """Rows of the probe's iommu_groups section: group member type."""
+    return [[g, m, raw.value(f"{g}/type")] for g, m, *_ in raw.rows]
 
 
 def iommu_groups(rows: list[list[str]]) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -77,12 +94,22 @@ class NvmeController:
     model: str
 
 
+def nvme_rows(raw: Raw) -> list[list[str]]:
+    """Rows of the probe's nvme section: address controller serial model."""
+    return [[a, c, raw.value(f"{a}/nvme/{c}/serial"), raw.value(f"{a}/nvme/{c}/model")] for a, c, *_ in raw.rows]
+
+
 def nvme_controllers(rows: list[list[str]]) -> dict[str, NvmeController]:
     out = {}
     for r in rows:
         r = (r + [""] * 4)[:4]
         out[r[0]] = NvmeController(r[0], r[1], r[2].strip(), r[3].strip())
     return out
+
+
+def slot_rows(raw: Raw) -> list[list[str]]:
+    """Rows of the probe's slots section: slot address."""
+    return [[path.removesuffix("/address"), v] for path, v in raw.values.items() if path.endswith("/address")]
 
 
 def slots(rows: list[list[str]]) -> dict[str, str]:
@@ -107,6 +134,18 @@ class Network:
                 seen.append(cur)
                 todo += self.uppers.get(cur, [])
         return seen
+
+
+def net_rows(raw: Raw) -> list[list[str]]:
+    """Rows of the probe's net section: dev NAME PCI-FUNCTION "UPPER UPPER " joined from its links, others as sent."""
+    out = []
+    for r in raw.rows:
+        if r[0] == "dev" and len(r) == 2:
+            n = r[1]
+            uppers = [f"{n}/master"] + [p for p in raw.links if p.startswith(f"{n}/upper_")]
+            r = ["dev", n, raw.link(f"{n}/device"), "".join(raw.link(u) + " " for u in uppers if u in raw.links)]
+        out.append(r)
+    return out
 
 
 def network(rows: list[list[str]]) -> Network:
