@@ -15,6 +15,7 @@ wrote after cmdline-persistent.sh (test_grub_mkconfig.regenerate), on a VT-d gue
 intel_iommu=on.
 """
 
+import json
 import shlex
 
 import pytest
@@ -96,14 +97,23 @@ def test_fix_survives_reboot(mechanism, boot_guest, libvirtd_server, grub, tmp_p
         assert f"iommu_audit.hostname={g.name} {grub_args} {HARNESS_ARGS}" in g.run("cat /proc/cmdline", check=True)[1]
         dmesg = g.run("dmesg", check=True)[1]
         assert "DMAR: IOMMU enabled" in dmesg and g.iommu_groups(), dmesg[-3000:]
+        for a in g.nvme_addresses[:3]:  # the ordering a real boot has: nvme took each drive before vfio-pci loaded
+            assert -1 < dmesg.find(f": pci function {a}") < dmesg.find("VFIO - User Level meta-driver"), dmesg[-3000:]
 
         # The re-audit, with nothing done in between but what the harness re-creates (virsh relay, the mount).
         prepare(g, grub_default)
         p = write_profile(tmp_path / "e2e-reboot.yaml", devices=devices, require=["iommu=pt"])
-        run = audit(tmp_path, p, *ssh_args(g))
+        run = audit(tmp_path, p, *ssh_args(g), f"--json={tmp_path / 'after.json'}")
         for i in (1, 2, 3):
             for check in ("bound_to_vfio", "vfio_binding_persistent", "assigned_to_vm"):
                 assert run.outcome(f"test_{check}[{g.name}-ceph-nvme-{i}]") == "passed", run.output
+        # The audit names what applies the override at boot: the mechanism this boot just used.
+        applier = (f"driverctl's /usr/lib/udev/rules.d/05-driverctl.rules and /usr/lib/systemd/system/driverctl@.service"
+                   if mechanism == "driverctl" else RULE)
+        found = {r["subject"]: r["found"] for r in json.loads((tmp_path / "after.json").read_text())["judged"]["results"]
+                 if r["requirement"] == "vfio-binding-persistent"}
+        for i, a in enumerate(g.nvme_addresses[:3]):
+            assert f"/etc/driverctl.d/pci-{a} (applied at boot by {applier})" in found[f"ceph-nvme-{i + 1}"], found
         for check in ("cmdline_iommu", "iommu_active"):
             assert run.outcome(f"test_{check}[{g.name}]") == "passed", run.messages.get(f"test_{check}[{g.name}]")
         assert run.outcome(f"test_bound_to_vfio[{g.name}-data-nvme]") == "failed"
