@@ -64,13 +64,17 @@ def disk_assigned_to_vm(facts: HostFacts, disk: Disk) -> Verdict:
         return problem
     routes = _disk_routes(facts, name)
     # Its own VM: a <disk type='block'> naming the whole disk. Every other route is a second way in.
-    mine = [src for dom, src in routes if dom == disk.vm and facts.kernel_name(src) == name and
-            any(d.name == dom and src in d.block_disks and src not in d.hot_plugged for d in facts.domains)]
-    extra = [(dom, src) for dom, src in routes if not (dom == disk.vm and src in mine)]
+    whole = [src for dom, src in routes if dom == disk.vm and facts.kernel_name(src) == name and
+             any(d.name == dom and src in d.block_disks for d in facts.domains)]
+    # attach-disk --live alone: in the running VM now, gone at its next start.
+    live_only = [src for src in whole if any(d.name == disk.vm and src in d.hot_plugged for d in facts.domains)]
+    mine = [src for src in whole if src not in live_only]
+    extra = [(dom, src) for dom, src in routes if not (dom == disk.vm and src in whole)]
     unstable = [src for src in mine if not src.startswith(STABLE)]
     found = []
     if not mine:
-        found.append(f"{disk.vm} has no <disk type='block'> for {disk.path}")
+        found.append(f"{disk.vm} has {live_only[0]} only in the running VM's live definition (gone at its next start)"
+                     if live_only else f"{disk.vm} has no <disk type='block'> for {disk.path}")
     if unstable:
         found.append(f"{disk.vm} uses {', '.join(unstable)}, a name that can change at boot or when the disk is reformatted")
     found += [f"{dom} also reaches /dev/{name} through {src}" for dom, src in extra]

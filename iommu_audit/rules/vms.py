@@ -51,8 +51,8 @@ def assigned_to_vm(facts: HostFacts, device: Device) -> Verdict:
         return passed(f"{addr} is a <hostdev> of {device.vm} only", evidence)
     found = []
     if device.vm not in users:
-        found.append(f"{device.vm} has no <hostdev> for {addr}" +
-                     (" in its persistent definition (only hot-plugged: gone at its next start)" if only_live else ""))
+        found.append(f"{device.vm} has {addr} only in the running VM's live definition (gone at its next start)"
+                     if only_live else f"{device.vm} has no <hostdev> for {addr}")
     if others:
         found.append(f"{addr} is also defined in {', '.join(others)}")
     found += [f"{vm} has {src}, a disk on {addr}" for vm, src in disk_routes]

@@ -4,6 +4,8 @@ Each case breaks a copy of the sample host and runs the real audit on it
 (`pytest --profile ... --sysroot=...`), asserting the exit code and the finding.
 """
 
+import re
+
 from tests.conftest import PROJECT
 from tests.e2e.audit_run import audit
 
@@ -52,3 +54,22 @@ def test_a_disk_reached_through_a_device_path_or_its_controller_fails(host, tmp_
     msg = run.messages[f"test_disk_assigned_to_vm[{HOST}-gluster-hdd-1]"]
     assert "z-ceph-2 also reaches /dev/sda through /dev/sda" in msg
     assert "z-ceph-3 also reaches /dev/sda through <hostdev> 0000:03:00.0" in msg
+
+
+def test_a_device_or_disk_only_hot_plugged_into_its_own_vm_fails(host, tmp_path):
+    # virsh attach-device / attach-disk --live without --config: the running VM has them now,
+    # its persistent definition does not, so they are gone at the VM's next start.
+    for vm, element in (("z-ceph-1", r"<hostdev .*?</hostdev>"), ("z-gluster-1", r"<disk type='block'.*?</disk>")):
+        rel = f"etc/libvirt/qemu/{vm}.xml"
+        text, n = re.subn(rf"\n *{element}", "", host.read(rel), flags=re.S)
+        assert n == 1, rel
+        host.write(rel, text)
+    run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "assigned_to_vm")
+    assert run.rc == 1, run.output
+    nvme, hdd = f"test_assigned_to_vm[{HOST}-ceph-nvme-1]", f"test_disk_assigned_to_vm[{HOST}-gluster-hdd-1]"
+    assert run.failed() == {nvme, hdd}, run.output
+    assert "0000:06:00.0 only in the running VM's live definition (gone at its next start)" in run.messages[nvme]
+    assert "virsh attach-device z-ceph-1 <hostdev-0000:06:00.0.xml> --config" in run.messages[nvme]
+    assert ("/dev/disk/by-id/wwn-0x5000c500b1c2d3e4 only in the running VM's live definition (gone at its next "
+            "start)") in run.messages[hdd]
+    assert "--config" in run.messages[hdd] and "also reaches" not in run.messages[hdd]

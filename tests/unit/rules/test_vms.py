@@ -8,7 +8,8 @@ def test_device_in_its_vm_only(host, dl360):
 
 
 def test_device_in_no_vm(host, dl360):
-    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "bus='0x06' slot='0x00'", "bus='0x0a' slot='0x00'")
+    for rel in ("etc/libvirt/qemu/z-ceph-1.xml", "run/libvirt/qemu/z-ceph-1.xml"):
+        host.replace(rel, "bus='0x06' slot='0x00'", "bus='0x0a' slot='0x00'")
     v = vms.assigned_to_vm(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert not v.ok and "z-ceph-1 has no <hostdev> for 0000:06:00.0" in v.found
     assert "virsh attach-device z-ceph-1" in v.fix
@@ -23,7 +24,8 @@ def test_device_in_two_vms(host, dl360):
 def test_device_in_the_wrong_vm(host, dl360):
     v = vms.assigned_to_vm(host.facts(), dl360.device_named("ceph-nvme-2"))
     assert v.ok
-    host.replace("etc/libvirt/qemu/z-ceph-2.xml", "bus='0x07' slot='0x00'", "bus='0x0b' slot='0x00'")
+    for rel in ("etc/libvirt/qemu/z-ceph-2.xml", "run/libvirt/qemu/z-ceph-2.xml"):
+        host.replace(rel, "bus='0x07' slot='0x00'", "bus='0x0b' slot='0x00'")
     host.replace("etc/libvirt/qemu/z-ceph-3.xml", "</hostdev>", "</hostdev>\n" + """    <hostdev mode='subsystem' type='pci' managed='yes'>
       <source>
         <address domain='0x0000' bus='0x07' slot='0x00' function='0x0'/>
@@ -48,7 +50,8 @@ def test_sriov_interface_hostdev_counts_as_an_assignment(host, dl360):
 def test_missing_vm_and_missing_libvirt(host, dl360):
     host.remove("etc/libvirt/qemu/z-ceph-1.xml")
     v = vms.assigned_to_vm(host.facts(), dl360.device_named("ceph-nvme-1"))
-    assert not v.ok and "no <hostdev> for 0000:06:00.0 in its persistent definition" in v.found  # running, transient
+    assert not v.ok and "0000:06:00.0 only in the running VM's live definition" in v.found  # running, transient
+    assert "virsh attach-device z-ceph-1 <hostdev-0000:06:00.0.xml> --config" in v.fix
     host.remove("run/libvirt/qemu/z-ceph-1.xml")
     v = vms.assigned_to_vm(host.facts(), dl360.device_named("ceph-nvme-1"))
     assert not v.ok and "no libvirt domain named z-ceph-1" in v.found and "z-gluster-1" in v.found
@@ -125,3 +128,13 @@ def test_definitions_read_from_files_because_no_daemon_runs_is_said(host, dl360)
     f = from_probe("h", text.replace("libvirt source=files daemon=none", "libvirt source=files daemon=stopped"))
     v = vms.assigned_to_vm(f, dl360.device_named("ceph-nvme-1"))
     assert v.ok and any("no libvirt daemon runs" in e for e in v.evidence)
+
+
+def test_a_device_hot_plugged_only_into_its_own_vm_fails(host, dl360):
+    # virsh attach-device z-ceph-1 --live: the running VM has it, its persistent definition not.
+    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "bus='0x06' slot='0x00'", "bus='0x07' slot='0x00'")
+    host.replace("run/libvirt/qemu/z-ceph-1.xml", "bus='0x06' slot='0x00'", "bus='0x07' slot='0x00'")
+    host.replace("run/libvirt/qemu/z-ceph-1.xml", "    <interface type='bridge'>", HOTPLUG_NVME1 + "    <interface type='bridge'>")
+    v = vms.assigned_to_vm(host.facts(), dl360.device_named("ceph-nvme-1"))
+    assert not v.ok and v.found.startswith("z-ceph-1 has 0000:06:00.0 only in the running VM's live definition")
+    assert "--config" in v.fix
