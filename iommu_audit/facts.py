@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from iommu_audit.pci import address_numbers
-from iommu_audit.parsers import cmdline, dmesg, libvirt, modules, platform, sections, storage, sysfs
+from iommu_audit.parsers import cmdline, dmesg, grub, libvirt, modules, platform, sections, storage, sysfs
 from iommu_audit.parsers.platform import Platform
 
 
@@ -36,7 +36,7 @@ class HostFacts:
     modprobe: list[modules.ModprobeLine]
     driverctl: dict[str, str]
     boot_files: list[tuple[str, str]]
-    boot_generated: list[tuple[str, str]]  # (grub.cfg or BLS entry, its kernel line)
+    boot_generated: list[tuple[str, str]]  # (grub.cfg, a menu line: parsers/grub.py) or (BLS entry, its options)
     interrupt_chips: list[str]
     dmesg_source: str
     dmesg_unreadable: str  # a log that exists but could not be read ("/dmesg": a directory, no permission)
@@ -97,11 +97,12 @@ class HostFacts:
     def boot_sources(self) -> list[tuple[str, str]]:
         """(where, command line) for each boot configuration the next boot depends on: the files
         an admin edits (/etc/default/grub with grub.d, or /etc/kernel/cmdline) and what the boot
-        loader was generated with (grub.cfg's default entry, the default BLS entry)."""
+        loader was generated with (the grub.cfg entry grub boots, the default BLS entry)."""
         files = dict(self.boot_files)
         env = {}
-        for path in ("/boot/grub2/grubenv", "/boot/grub/grubenv"):
-            env.update(line.split("=", 1) for line in files.get(path, "").splitlines() if "=" in line)
+        grubenv = [p for p in ("/boot/grub2/grubenv", "/boot/grub/grubenv") if p in files]
+        for path in grubenv:
+            env.update(line.split("=", 1) for line in files[path].splitlines() if "=" in line and line[0] != "#")
         kernel_cmdline = [("/etc/kernel/cmdline", files["/etc/kernel/cmdline"].strip())] \
             if "/etc/kernel/cmdline" in files else []
         if kernel_cmdline and not self.booted_by_grub():
@@ -111,16 +112,25 @@ class HostFacts:
         out = [(", ".join(p for p, _ in grub), cmdline.grub_cmdline(grub))] if grub else []
         # grub booted this kernel, so its files decide the next boot; a present /etc/kernel/cmdline
         # (a leftover, or kernel-install's source for new BLS entries) must agree with them too.
-        return out + self._grub_cfg() + self._bls(env) + kernel_cmdline
+        return out + self._grub_cfg(env, bool(grubenv)) + self._bls(env) + kernel_cmdline
 
     def booted_by_grub(self) -> bool:
         """grub passes BOOT_IMAGE= to every kernel it starts; systemd-boot and UKIs do not."""
         return cmdline.values(self.params, "BOOT_IMAGE") != []
 
-    def _grub_cfg(self) -> list[tuple[str, str]]:
-        # "linux /vmlinuz-6.1 root=... ro quiet $vt_handoff": drop the keyword, the image and grub variables.
-        return [(p, " ".join(w for w in line.split()[2:] if not w.startswith("$")))
-                for p, line in self.boot_generated if "/loader/entries/" not in p]
+    def _grub_cfg(self, env: dict[str, str], env_read: bool) -> list[tuple[str, str]]:
+        """The entry grub.cfg boots (its default, grubenv saved_entry / next_entry); when that cannot be
+        told, every entry with a kernel: each must then carry the arguments."""
+        out = []
+        for path in dict.fromkeys(p for p, _ in self.boot_generated if "/loader/entries/" not in p):
+            menu = grub.menu([line for p, line in self.boot_generated if p == path])
+            picks, unknown = grub.chosen(menu, env, env_read)
+            if unknown:
+                picks = [(name, e, f"which entry boots is unknown: {unknown}") for name, e in menu.entries()]
+            # "linux /vmlinuz-6.1 root=... ro quiet $vt_handoff": drop the keyword, the image and grub variables.
+            out += [(f"{path} entry '{name}' ({why})" if name else path,
+                     " ".join(w for w in e.linux.split()[2:] if not w.startswith("$"))) for name, e, why in picks]
+        return out
 
     def _bls(self, env: dict[str, str]) -> list[tuple[str, str]]:
         """The default BLS entry (grubenv saved_entry), else every non-rescue entry; $kernelopts expanded."""

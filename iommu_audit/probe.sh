@@ -207,10 +207,11 @@ sec boot_config
 files "$R"/etc/default/grub "$R"/etc/default/grub.d/*.cfg "$R"/etc/kernel/cmdline "$R"/etc/kernel/proxmox-boot-uuids \
 	"$R"/boot/grub2/grubenv "$R"/boot/grub/grubenv
 
-# What the boot loader will really pass: the first linux line of grub.cfg, BLS entries.
+# What the boot loader will really pass: grub.cfg's menu (entry/submenu/function headers,
+# closing braces, kernel lines, set default=: which entry boots), BLS entries.
 sec boot_generated
 for f in "$R"/boot/grub/grub.cfg "$R"/boot/grub2/grub.cfg; do
-	[ -f "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep -m1 -E '^[[:space:]]*linux(16|efi)?[[:space:]]' "$f" | tr '\t' ' ')"
+	[ -f "$f" ] && body "$f" | grep -E '^[[:space:]]*((menuentry|submenu|function)[[:space:]]|linux(16|efi)?[[:space:]]|set default=|[}][[:space:]]*$)' | tr '\t' ' ' | sed "s|^|${f#"$R"}$TAB|"
 done
 for f in "$R"/boot/loader/entries/*.conf; do
 	[ -f "$f" ] && printf "%s\t%s\n" "${f#"$R"}" "$(grep '^options' "$f" | tr '\t\n' '  ')"

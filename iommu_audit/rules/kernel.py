@@ -87,6 +87,9 @@ def cmdline_persistent(facts: HostFacts, profile: Profile) -> Verdict:
         return passed(f"next boot keeps {expected_cmdline(profile)} ({', '.join(w for w, _ in sources)})", evidence)
     generated_only = all(w.startswith("/boot/") for w, _ in bad)
     fix = REGENERATE_FIX if generated_only else GRUB_FIX.format(want=expected_cmdline(profile))
+    if any("(grubenv " in w or "which entry boots is unknown" in w for w, _ in bad):
+        fix += ("; or make grub boot an entry that has them: grub-set-default <its id> (GRUB_DEFAULT=saved), "
+                "grub-editenv /boot/grub/grubenv unset next_entry, or GRUB_DEFAULT in /etc/default/grub + update-grub")
     return failed("next boot: " + "; ".join(f"{where}: {', '.join(p)}" for where, p in bad),
                   expected_cmdline(profile), fix, evidence)
 

@@ -76,3 +76,21 @@ def test_a_driverctl_file_that_nothing_applies_at_boot_fails(host, tmp_path):
     host.remove("etc/udev/rules.d/05-driverctl.rules")  # unmasked: the same copy passes
     run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "vfio_binding_persistent")
     assert run.rc == 0 and not run.failed(), run.output
+
+
+def test_grub_judged_on_the_entry_it_boots_not_the_first(host, tmp_path):
+    # GRUB_DEFAULT=saved + GRUB_SAVEDEFAULT: one boot into recovery mode made it the saved entry. The
+    # first entry of grub.cfg has intel_iommu=on; the one grub boots does not.
+    uuid = "b2d4f6a8-1c3e-4a5b-9d7f-0e2c4a6b8d10"
+    saved = f"gnulinux-advanced-{uuid}>gnulinux-5.15.0-91-generic-recovery-{uuid}"
+    host.replace("etc/default/grub", "GRUB_DEFAULT=0", "GRUB_DEFAULT=saved\nGRUB_SAVEDEFAULT=true")
+    host.write("boot/grub/grub.cfg", (PROJECT / "tests/data/grub/ubuntu-22.04-grub.cfg").read_text())
+    env = f"# GRUB Environment Block\nsaved_entry={saved}\n"
+    host.write("boot/grub/grubenv", env + "#" * (1024 - len(env)))
+    run = audit(tmp_path, PROFILE, f"--sysroot={host.root}", "-k", "cmdline")
+    assert run.rc == 1, run.output
+    assert run.failed() == {f"test_cmdline_persistent[{HOST}]"}, run.output
+    msg = run.messages[f"test_cmdline_persistent[{HOST}]"]
+    assert ("/boot/grub/grub.cfg entry 'Advanced options for Ubuntu > Ubuntu, with Linux 5.15.0-91-generic "
+            f"(recovery mode)' (grubenv saved_entry={saved}): intel_iommu=on is missing") in msg
+    assert "grub-set-default" in msg

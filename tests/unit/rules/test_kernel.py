@@ -1,4 +1,5 @@
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -111,8 +112,59 @@ def test_grub_d_snippet_overrides_and_appends(host, dl360):
 def test_grub_edited_but_not_regenerated(host, dl360):
     host.replace("boot/grub/grub.cfg", " intel_iommu=on iommu=pt", "")
     v = kernel.cmdline_persistent(host.facts(), dl360)
-    assert not v.ok and "/boot/grub/grub.cfg: intel_iommu=on is missing" in v.found
+    assert not v.ok and "/boot/grub/grub.cfg entry 'Ubuntu' (default=0): intel_iommu=on is missing" in v.found
     assert "update-grub" in v.fix and "/etc/default/grub: " not in v.found
+
+
+UBUNTU_CFG = (Path(__file__).resolve().parents[2] / "data" / "grub" / "ubuntu-22.04-grub.cfg").read_text()
+UUID = "b2d4f6a8-1c3e-4a5b-9d7f-0e2c4a6b8d10"
+RECOVERY = f"gnulinux-advanced-{UUID}>gnulinux-5.15.0-91-generic-recovery-{UUID}"
+
+
+def grubenv(**values) -> str:
+    """A real grubenv: a 1024-byte block padded with '#'."""
+    text = "# GRUB Environment Block\n" + "".join(f"{k}={v}\n" for k, v in values.items())
+    return text + "#" * (1024 - len(text))
+
+
+def test_grub_saved_entry_decides_which_entry_is_judged(host, dl360):
+    # GRUB_DEFAULT=saved: grub boots grubenv's saved_entry (GRUB_SAVEDEFAULT kept a recovery boot there).
+    host.replace("etc/default/grub", "GRUB_DEFAULT=0", "GRUB_DEFAULT=saved")
+    host.write("boot/grub/grub.cfg", UBUNTU_CFG).write("boot/grub/grubenv", grubenv(saved_entry=RECOVERY))
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok
+    assert ("/boot/grub/grub.cfg entry 'Advanced options for Ubuntu > Ubuntu, with Linux 5.15.0-91-generic "
+            f"(recovery mode)' (grubenv saved_entry={RECOVERY}): intel_iommu=on is missing") in v.found
+    assert "grub-set-default" in v.fix
+    host.write("boot/grub/grubenv", grubenv(saved_entry=f"gnulinux-advanced-{UUID}>gnulinux-5.15.0-91-generic-advanced-{UUID}"))
+    assert kernel.cmdline_persistent(host.facts(), dl360).ok
+    # next_entry: the next boot only, then saved_entry again; both must carry the arguments.
+    host.write("boot/grub/grubenv", grubenv(saved_entry="0", next_entry="1>1"))
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "(grubenv next_entry=1>1, the next boot only): intel_iommu=on is missing" in v.found
+
+
+def test_grub_default_unknown_requires_every_entry(host, dl360):
+    # The copy has no grubenv: saved_entry cannot be read, so every entry must carry the arguments.
+    host.write("boot/grub/grub.cfg", UBUNTU_CFG)
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "which entry boots is unknown: default=${saved_entry}, and no grubenv was read" in v.found
+    assert "5.15.0-89-generic (recovery mode)" in v.found and "entry 'Ubuntu' (" not in v.found
+    host.write("boot/grub/grub.cfg", UBUNTU_CFG.replace("recovery nomodeset", "recovery nomodeset intel_iommu=on iommu=pt"))
+    assert kernel.cmdline_persistent(host.facts(), dl360).ok
+
+
+def test_grub_default_by_title_and_by_number(host, dl360):
+    cfg = UBUNTU_CFG.replace("recovery nomodeset dis_ucode_ldr", "recovery nomodeset dis_ucode_ldr intel_iommu=on iommu=pt")
+    cfg = cfg.replace("5.15.0-89-generic root=/dev/mapper/vg0-root ro  intel_iommu=on iommu=pt",
+                      "5.15.0-89-generic root=/dev/mapper/vg0-root ro  intel_iommu=off")
+    title = 'set default="Advanced options for Ubuntu>Ubuntu, with Linux 5.15.0-89-generic"'
+    host.write("boot/grub/grub.cfg", cfg.replace('set default="${saved_entry}"', title))
+    v = kernel.cmdline_persistent(host.facts(), dl360)
+    assert not v.ok and "Linux 5.15.0-89-generic' (default=Advanced options for Ubuntu>Ubuntu, with Linux " \
+        "5.15.0-89-generic): intel_iommu=off disables" in v.found
+    host.write("boot/grub/grub.cfg", cfg.replace('set default="${saved_entry}"', 'set default="1>0"'))
+    assert kernel.cmdline_persistent(host.facts(), dl360).ok
 
 
 def test_bls_entries_are_read(host, dl360):
