@@ -426,14 +426,20 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if state and state.unread:
         terminalreporter.line(f"iommu-audit: not read, so not ready: {', '.join(sorted(state.unread))} "
                               "(see facts-gathered)")
+    missing = drift.uncompared(config, [t.name for t in state.targets]) if state else []
+    if missing:
+        terminalreporter.line(f"iommu-audit: not in the baseline, so not compared: {', '.join(missing)} "
+                              "(see test_no_drift)")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None:
         return
-    if state.unread and session.exitstatus == pytest.ExitCode.OK:
-        # facts-gathered fails such a host, but -k may have deselected it: a host that was not read never passes.
+    uncompared = drift.uncompared(session.config, [t.name for t in state.targets])
+    if (state.unread or uncompared) and session.exitstatus == pytest.ExitCode.OK:
+        # facts-gathered / no-drift fail such a host, but -k may have deselected them: a host that was not read,
+        # or not compared with a --baseline given, never passes.
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     path = session.config.getoption("save_facts", None)
     if fleet.is_worker(session.config):  # the controller writes the file (and the report) from every worker's hosts

@@ -2,10 +2,13 @@
 
 import dataclasses
 import os
+import shutil
 
 import pytest
 
 from iommu_audit import drift
+from tests.cli import counts
+from tests.conftest import PROJECT
 from tests.unit.test_fleet import outcomes
 from tests.unit.test_plugin import run
 
@@ -115,6 +118,21 @@ def test_host_missing_from_baseline_fails_and_says_so(host, tmp_path):
     assert got["test_no_drift[node7]"] == "failure"
     assert got["test_device_no_drift[node7-ceph-nvme-1]"] == "skipped"
     assert f"no baseline for node7 in {base} (it holds: dl360-gen9-01)" in proc.output
+
+
+@pytest.mark.parametrize("extra", [["-k", "not drift"], ["-k", "drift and not test_no_drift"], ["-k", "not drift", "-n", "2"]])
+def test_host_missing_from_baseline_fails_even_when_deselected(tmp_path, extra):
+    base = tmp_path / "other.json"
+    assert run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", f"--save-facts={base}", "-q").returncode == 0
+    copy = tmp_path / "node7"
+    shutil.copytree(PROJECT / "samples" / "dl360-gen9-01", copy, symlinks=True)
+    proc = run("--profile=dl360-gen9", f"--sysroot={copy}", f"--baseline={base}", "-q", *extra)
+    counted = counts(proc.stdout)
+    assert proc.returncode == 1 and counted.get("failed", 0) == 0, proc.output  # nothing failed, yet not ready
+    assert "iommu-audit: not in the baseline, so not compared: node7 (see test_no_drift)" in proc.stdout
+    # The host that is in the baseline passes the same deselected run.
+    proc = run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", f"--baseline={base}", "-q", *extra)
+    assert proc.returncode == 0 and "not compared" not in proc.stdout, proc.output
 
 
 def test_without_baseline_no_drift_check_is_collected():
