@@ -32,6 +32,8 @@ NIC_ADDR = "0000:00:02.0"
 NVME_SLOT0 = 0x10
 BRIDGE_SLOT = 0x18
 PERSIST_SLOT = 0x19  # opt-in virtio-blk persistent disk (qemu.Guest(persistent_disk=True))
+MPATH_SLOT0 = 0x1a  # opt-in NVMe multipath (qemu.Guest(multipath_nvme=True)): 00:1a.0 and 00:1b.0
+MPATH_SERIAL = "MPATHNVME001"  # QEMU: every controller of a subsystem carries the subsystem's serial
 MAX_NVME = 8
 NVME_SERIAL = "CEPHNVME{:04d}"
 BRIDGE_NVME_SERIAL = "CEPHNVMEB{:03d}"
@@ -123,7 +125,8 @@ class Guest:
                  cmdline_extra: str = "intel_iommu=on", nvme: int = 4, bridge_nvme: int = 0,
                  mounted_nvme: int | None = None, memory_mb: int = 512, cpus: int = 1,
                  accel_mode: str | None = None, ssh_timeout: float | None = None, guestfwd: str | None = None,
-                 udev: bool = False, driverctl: bool = False, persistent_disk: bool = False):
+                 udev: bool = False, driverctl: bool = False, persistent_disk: bool = False,
+                 multipath_nvme: bool = False):
         if iommu not in ("intel", "amd", None):
             raise ValueError(f"iommu must be 'intel', 'amd' or None, not {iommu!r}")
         if not 0 <= nvme <= MAX_NVME or not 0 <= bridge_nvme <= MAX_NVME:
@@ -146,6 +149,9 @@ class Guest:
         self.bridge_nvme_serials = [BRIDGE_NVME_SERIAL.format(i + 1) for i in range(bridge_nvme)]
         self.bridge_nvme_addresses = [f"0000:01:{i + 1:02x}.0" for i in range(bridge_nvme)]
         self.mounted_nvme = mounted_nvme
+        # Two controllers of one NVM subsystem sharing namespace 1 (ext4 "mpathdata"): the guest
+        # kernel makes one multipath head, /sys/devices/virtual/nvme-subsystem/nvme-subsysN/nvmeXn1.
+        self.multipath_addresses = [f"0000:00:{MPATH_SLOT0 + i:02x}.0" for i in range(2)] if multipath_nvme else []
         self.nic_address = NIC_ADDR
         self.ssh_timeout = ssh_timeout or (60 if self.accel == "kvm" else 300)
         self.workdir = Path(tempfile.mkdtemp(prefix=f"iommu-audit-{name}-"))
@@ -247,6 +253,13 @@ class Guest:
         for i, serial in enumerate(self.nvme_serials):
             cmd += ["-drive", f"if=none,id=nvme{i},format=raw,file={self._disk(serial)}",
                     "-device", f"nvme,serial={serial},drive=nvme{i},bus=pcie.0,addr=0x{NVME_SLOT0 + i:x}"]
+        if self.multipath_addresses:
+            cmd += ["-device", "nvme-subsys,id=mpsubsys,nqn=nqn.2026-12.io.iommu-audit:mpath"]
+            for i in range(2):
+                cmd += ["-device", f"nvme,serial={MPATH_SERIAL},subsys=mpsubsys,bus=pcie.0,"
+                                   f"addr=0x{MPATH_SLOT0 + i:x}"]
+            cmd += ["-drive", f"if=none,id=mpns,format=raw,file={self.workdir / 'mpath.img'}",
+                    "-device", "nvme-ns,drive=mpns,nsid=1,shared=on"]
         if self.persistent_disk:
             cmd += ["-drive", f"if=none,id=persist,format=raw,file={self.workdir / 'persist.img'}",
                     "-device", f"virtio-blk-pci,drive=persist,bus=pcie.0,addr=0x{PERSIST_SLOT:x}"]
@@ -275,6 +288,11 @@ class Guest:
             with open(self.workdir / "persist.img", "wb") as f:
                 f.truncate(DISK_BYTES)
             subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "iommu-audit-persist", str(self.workdir / "persist.img")],
+                           check=True, capture_output=True)
+        if self.multipath_addresses:
+            with open(self.workdir / "mpath.img", "wb") as f:
+                f.truncate(DISK_BYTES)
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "mpathdata", str(self.workdir / "mpath.img")],
                            check=True, capture_output=True)
         if self.mounted_nvme is not None:
             subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "hostdata",
