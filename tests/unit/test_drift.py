@@ -126,12 +126,13 @@ def test_host_missing_from_baseline_fails_even_when_deselected(tmp_path, extra):
     assert run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", f"--save-facts={base}", "-q").returncode == 0
     copy = tmp_path / "node7"
     shutil.copytree(PROJECT / "samples" / "dl360-gen9-01", copy, symlinks=True)
-    proc = run("--profile=dl360-gen9", f"--sysroot={copy}", f"--baseline={base}", "-q", *extra)
+    proc = run("--profile=dl360-gen9", f"--sysroot={copy}", f"--baseline={base}", "-q", *extra, timeout=300)
     counted = counts(proc.stdout)
     assert proc.returncode == 1 and counted.get("failed", 0) == 0, proc.output  # nothing failed, yet not ready
     assert "iommu-audit: not in the baseline, so not compared: node7 (see test_no_drift)" in proc.stdout
     # The host that is in the baseline passes the same deselected run.
-    proc = run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", f"--baseline={base}", "-q", *extra)
+    proc = run("--profile=dl360-gen9", "--sysroot=samples/dl360-gen9-01", f"--baseline={base}", "-q", *extra,
+               timeout=300)  # -n 2 inside a loaded -n 2 run starts slowly
     assert proc.returncode == 0 and "not compared" not in proc.stdout, proc.output
 
 
