@@ -10,6 +10,7 @@ import base64
 import datetime
 import gzip
 import json
+import os
 import secrets
 import tempfile
 import threading
@@ -80,15 +81,27 @@ def gather(target: Target) -> Gathered:
         return Gathered(target.name, target.source, "", target.saved_output, target.saved_marker)
     if target.sysroot and target.sysroot.rstrip("/"):
         # An offline copy: the probe reads a confined view of it, never past its root.
-        with tempfile.TemporaryDirectory(prefix="iommu-audit-view-") as view:
+        for base in _view_bases():
             try:
-                confine.build(target.sysroot, view)
-            except (confine.ConfineError, OSError) as exc:
+                with tempfile.TemporaryDirectory(prefix="iommu-audit-view-", dir=base) as view:
+                    confine.build(target.sysroot, view)
+                    g = _run_probe(target, view)
+            except confine.ConfineError as exc:
                 raise GatherError(f"{target.source}: cannot read the host copy: {exc}") from None
-            g = _run_probe(target, view)
-        g.probe_output = g.probe_output.replace(f"root={view}\n", f"root={target.sysroot}\n", 1)
-        return g
+            except OSError as exc:
+                if base:  # /dev/shm full or refused: the default temporary directory decides
+                    continue
+                raise GatherError(f"{target.source}: cannot read the host copy: {exc}") from None
+            g.probe_output = g.probe_output.replace(f"root={view}\n", f"root={target.sysroot}\n", 1)
+            return g
     return _run_probe(target, "/")
+
+
+def _view_bases() -> list[str | None]:
+    """Where to build a confined view: thousands of small files written and removed at once take
+    several times longer on a disk-backed /tmp than in memory (tmpfs /dev/shm); None: the default."""
+    shm = "/dev/shm"
+    return [shm, None] if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else [None]
 
 
 def _run_probe(target: Target, root: str) -> Gathered:

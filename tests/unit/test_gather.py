@@ -1,0 +1,42 @@
+"""Gathering a sysroot: the confined view lives in memory when it can, on disk when it must."""
+
+import errno
+
+import pytest
+
+from iommu_audit import confine, gather
+
+
+def test_the_view_is_built_in_memory_when_dev_shm_is_usable():
+    bases = gather._view_bases()
+    assert bases[-1] is None and (bases[0] == "/dev/shm" or bases == [None])
+
+
+def test_a_refused_or_full_memory_view_falls_back_to_the_temporary_directory(host, tmp_path, monkeypatch):
+    want = host.facts()
+    monkeypatch.setattr(gather, "_view_bases", lambda: [str(tmp_path / "no-such-dir"), None])
+    assert gather.parse(gather.gather(gather.Target("x", "sysroot", sysroot=str(host.root)))).pci == want.pci
+    real, calls = confine.build, []
+
+    def full(root, view):
+        calls.append(view)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(root, view)
+
+    monkeypatch.setattr(gather, "_view_bases", lambda: [str(tmp_path), None])
+    monkeypatch.setattr(confine, "build", full)
+    g = gather.gather(gather.Target("x", "sysroot", sysroot=str(host.root)))
+    assert gather.parse(g).pci == want.pci and f"root={host.root}\n" in g.probe_output
+    assert calls[0].startswith(str(tmp_path)) and not calls[1].startswith(str(tmp_path))
+
+
+def test_an_unreadable_copy_is_still_one_clear_error(tmp_path, monkeypatch):
+    def unreadable(root, view):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(gather, "_view_bases", lambda: ["/dev/shm", None])
+    monkeypatch.setattr(confine, "build", unreadable)
+    with pytest.raises(gather.GatherError) as err:
+        gather.gather(gather.Target("x", "sysroot:/c", sysroot=str(tmp_path)))
+    assert str(err.value) == "sysroot:/c: cannot read the host copy: [Errno 13] Permission denied"
