@@ -72,7 +72,7 @@ def modprobe_vfio_ids(lines: list[ModprobeLine]) -> list[tuple[str, ModprobeLine
 
 def driverctl_rows(raw: Raw) -> list[list[str]]:
     """Rows of the probe's driverctl section: file driver."""
-    return [[f, raw.value(f)] for f, *_ in raw.rows]
+    return [r if len(r) > 1 else [r[0], raw.value(r[0])] for r in raw.rows]
 
 
 def driverctl_overrides(rows: list[list[str]]) -> dict[str, str]:

@@ -32,7 +32,10 @@ class Section:
         return [(path, "\n".join(lines)) for path, lines in out]
 
     def raw(self) -> "Raw":
-        """A section of batched reads (probe.sh `links` and `attrs`): its rows, symlinks and first lines."""
+        """A section of batched reads (probe.sh `links` and `attrs`): its rows, symlinks and first lines.
+
+        Facts saved before the probe batched its reads (--facts, --baseline) hold whole rows
+        instead: the *_rows joins pass a row that already has its fields through as it is."""
         rows, links, values = [], {}, {}
         for line in self.body.splitlines():
             if line.startswith("l\t./"):  # l TAB ./PATH TAB TARGET

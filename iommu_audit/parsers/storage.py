@@ -39,7 +39,9 @@ def block_rows(raw: Raw) -> list[list[str]]:
 
     out = []
     for r in raw.rows:
-        if r[0] == "disk" and len(r) > 2:
+        if r[0] == "via" or (r[0] == "disk" and len(r) > 3) or (r[0] == "part" and len(r) > 4):
+            out.append(r)  # saved before the probe batched its reads
+        elif r[0] == "disk" and len(r) > 2:
             name, path = r[1], raw.links.get(r[1], "")
             if "/nvme-subsystem/" in path:
                 out += [["via", name, t] for p, t in raw.links.items() if p.startswith(f"{name}/../nvme")]
@@ -80,7 +82,7 @@ def btrfs_members(rows: list[list[str]]) -> dict[str, list[str]]:
 
 def disk_link_rows(raw: Raw) -> list[list[str]]:
     """Rows of the probe's disk_links section: /dev/disk/by-*/NAME (or /dev/mapper/NAME) and its target."""
-    return [[f"/dev/{path}", target] for path, target in raw.links.items()]
+    return [r for r in raw.rows if len(r) > 1] + [[f"/dev/{path}", target] for path, target in raw.links.items()]
 
 
 def disk_links(rows: list[list[str]]) -> dict[str, str]:

@@ -51,9 +51,10 @@ _PCI_ATTRS = ("vendor", "device", "class", "subsystem_vendor", "subsystem_device
 def pci_rows(raw: Raw) -> list[list[str]]:
     """Rows of the probe's pci section: address vendor device class subsystem_vendor subsystem_device
     driver driver_override group path (the path below /sys/devices)."""
-    return [[a, *(raw.value(f"{a}/{k}") for k in _PCI_ATTRS), raw.link(f"{a}/driver"),
+    return [r if len(r) > 1 else
+            [a, *(raw.value(f"{a}/{k}") for k in _PCI_ATTRS), raw.link(f"{a}/driver"),
              raw.value(f"{a}/driver_override"), raw.link(f"{a}/iommu_group"),
-             raw.links.get(a, "").split("devices/", 1)[-1]] for a, *_ in raw.rows]
+             raw.links.get(a, "").split("devices/", 1)[-1]] for r in raw.rows for a in r[:1]]
 
 
 def pci_devices(rows: list[list[str]]) -> dict[str, PciDevice]:
@@ -71,7 +72,7 @@ def pci_devices(rows: list[list[str]]) -> dict[str, PciDevice]:
 
 def group_rows(raw: Raw) -> list[list[str]]:
     """Rows of the probe's iommu_groups section: group member type."""
-    return [[g, m, raw.value(f"{g}/type")] for g, m, *_ in raw.rows]
+    return [r if len(r) > 2 else [r[0], r[1], raw.value(f"{r[0]}/type")] for r in raw.rows if len(r) > 1]
 
 
 def iommu_groups(rows: list[list[str]]) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -96,7 +97,8 @@ class NvmeController:
 
 def nvme_rows(raw: Raw) -> list[list[str]]:
     """Rows of the probe's nvme section: address controller serial model."""
-    return [[a, c, raw.value(f"{a}/nvme/{c}/serial"), raw.value(f"{a}/nvme/{c}/model")] for a, c, *_ in raw.rows]
+    return [r if len(r) > 2 else [a, c, raw.value(f"{a}/nvme/{c}/serial"), raw.value(f"{a}/nvme/{c}/model")]
+            for r in raw.rows if len(r) > 1 for a, c in [r[:2]]]
 
 
 def nvme_controllers(rows: list[list[str]]) -> dict[str, NvmeController]:
@@ -109,7 +111,8 @@ def nvme_controllers(rows: list[list[str]]) -> dict[str, NvmeController]:
 
 def slot_rows(raw: Raw) -> list[list[str]]:
     """Rows of the probe's slots section: slot address."""
-    return [[path.removesuffix("/address"), v] for path, v in raw.values.items() if path.endswith("/address")]
+    return [r for r in raw.rows if len(r) > 1] + \
+        [[path.removesuffix("/address"), v] for path, v in raw.values.items() if path.endswith("/address")]
 
 
 def slots(rows: list[list[str]]) -> dict[str, str]:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from iommu_audit import gather
+from iommu_audit.facts import from_probe
 from iommu_audit.parsers import libvirt, modules, platform, storage, sysfs
-from iommu_audit.parsers.sections import split
+from iommu_audit.parsers.sections import MARKER, split
 from tests.conftest import PROJECT
 
 REFERENCE = PROJECT / "tests" / "data" / "probe_per_file.sh"
@@ -95,6 +96,25 @@ def test_odd_but_real_shapes(host):
     assert want["block"]["nvme1n1"].controllers == ("0000:06:00.0", "0000:07:00.0")
     assert want["block"]["nvme1n1"].fstype == "zfs_member" and want["uppers"]["eno1"] == ["bond0", "vmbr0"]
     assert batched(host.root) == want
+
+
+def test_facts_saved_before_the_batching_read_the_same(host):
+    # --facts and --baseline files written by the per-file probe hold whole rows in these sections.
+    parts = split(subprocess.run(["sh", str(REFERENCE), str(host.root), MARKER], capture_output=True, text=True,
+                                 check=True).stdout)
+    reference = {s.name: s for s in parts}
+    old = []
+    for s in split(host.probe_output()):
+        body = (reference.get(s.name) or s).body
+        if s.name == "libvirt":  # the files came as domain sections
+            body = "\n".join(f"{MARKER} domain {' '.join(d.args)}\n{d.body}" for d in parts if d.name == "domain")
+        elif s.name in ("net", "platform"):  # the reference has only the rows it read per file
+            body += "".join("\n" + ln for ln in s.body.splitlines()
+                            if not ln.startswith(("l\t", "./", "dev\t", "numa\t", "node\t")))
+        old.append(f"{MARKER} {' '.join((s.name, *s.args))}\n{body}")
+    old_text = "\n".join(old)
+    assert "l\t./" not in old_text and "0000:06:00.0\t0x144d" in old_text  # rows as the per-file probe wrote them
+    assert from_probe("x", old_text) == from_probe("x", host.probe_output())
 
 
 @pytest.mark.skipif(not Path("/sys/bus/pci/devices").is_dir(), reason="no sysfs")
