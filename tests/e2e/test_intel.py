@@ -1,9 +1,13 @@
 """Intel VT-d guests: compliant after setup, and the three ways the IOMMU is not on."""
 
+import shlex
+
 import pytest
 
+from iommu_audit import gather
 from tests.e2e.audit_run import QEMU_NVME_ID, audit, put_file, put_vfio_override, ssh_args, write_profile
 from tests.e2e.harness.qemu import by_id_path
+from tests.unit.test_probe_batched import REFERENCE, batched_facts, per_file_facts
 
 HOST_CHECKS = ["test_firmware_iommu", "test_cmdline_iommu", "test_iommu_active", "test_interrupt_remapping"]
 
@@ -50,6 +54,19 @@ def test_compliant_guest_passes_every_required_check(compliant, tmp_path):
     assert run.outcome("test_disk_assigned_to_vm[e2e-intel-gluster-disk-1]") == "passed"
     assert run.outcome("test_interrupt_remapping[e2e-intel]") == "passed"
     assert len(run.outcomes) >= 30
+
+
+def test_batched_probe_reads_what_one_process_per_file_read(compliant):
+    # A live kernel's sysfs (vfio-bound and nvme-bound NVMe, groups, block devices, NICs), read by the
+    # packed probe as sent to every host and by the per-file reference.
+    rc, out, err = compliant.run(f"sh -c {shlex.quote(gather.COMMAND)} probe / M 60", timeout=120)
+    assert rc == 0, err
+    put_file(compliant, "/tmp/probe_per_file.sh", REFERENCE.read_text())
+    rc, ref, err = compliant.run("sh /tmp/probe_per_file.sh / M", timeout=120)
+    assert rc == 0, err
+    got, want = batched_facts(out), per_file_facts(ref)
+    assert len(got["pci"]) > 4 and got["nvme"] and got["block"] and got["groups"]
+    assert {k: v for k, v in got.items() if k != "node_cpus"} == {k: v for k, v in want.items() if k != "node_cpus"}
 
 
 def test_device_back_on_nvme_fails_bound_to_vfio(compliant, tmp_path):

@@ -32,9 +32,12 @@ def facts(sections: dict, domains: list[tuple[str, str, str]], rows) -> dict:
 
 
 def batched(root: Path) -> dict:
-    out = subprocess.run(["sh", "-c", gather.PROBE, "probe", str(root), "M"], capture_output=True, text=True,
-                         errors="replace", timeout=120, check=True).stdout
-    s = {sec.name: sec for sec in split(out, "M")}
+    return batched_facts(subprocess.run(["sh", "-c", gather.PROBE, "probe", str(root), "M"], capture_output=True,
+                                        text=True, errors="replace", timeout=120, check=True).stdout)
+
+
+def batched_facts(out: str, marker: str = "M") -> dict:
+    s = {sec.name: sec for sec in split(out, marker)}
     join = {"iommu_groups": sysfs.group_rows, "pci": sysfs.pci_rows, "nvme": sysfs.nvme_rows, "slots": sysfs.slot_rows,
             "block": storage.block_rows, "disk_links": storage.disk_link_rows, "net": sysfs.net_rows,
             "driverctl": modules.driverctl_rows, "platform": platform.platform_rows}
@@ -42,9 +45,12 @@ def batched(root: Path) -> dict:
 
 
 def per_file(root: Path) -> dict:
-    out = subprocess.run(["sh", str(REFERENCE), str(root), "M"], capture_output=True, text=True, errors="replace",
-                         timeout=300, check=True).stdout
-    parts = split(out, "M")
+    return per_file_facts(subprocess.run(["sh", str(REFERENCE), str(root), "M"], capture_output=True, text=True,
+                                         errors="replace", timeout=300, check=True).stdout)
+
+
+def per_file_facts(out: str, marker: str = "M") -> dict:
+    parts = split(out, marker)
     s = {sec.name: sec for sec in parts}
     return facts(s, [(d.args[0], d.args[1], d.body) for d in parts if d.name == "domain"], lambda n: s[n].rows())
 
