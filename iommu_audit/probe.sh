@@ -283,8 +283,13 @@ if [ -z "$R" ] && command -v virsh >/dev/null 2>&1; then
 	[ "$lvd" = stopped ] && for c in /proc/[0-9]*/comm; do
 		read -r n < "$c" 2>/dev/null && case $n in libvirtd | virtqemud) lvd=$n && break ;; esac
 	done
+	# /proc mounted hidepid=1/2 hides other users' processes (pid 1 too) from a non-root audit.
+	[ "$lvd" = stopped ] && ! [ -r /proc/1/comm ] && lvd=unknown
 fi
-if [ "${lvd:-stopped}" != stopped ]; then
+if [ "$lvd" = unknown ]; then
+	sec libvirt source=error
+	printf "cannot tell whether a libvirt daemon runs: /proc hides other users' processes (hidepid) from this non-root audit; run as root or with --sudo\n"
+elif [ "${lvd:-stopped}" != stopped ]; then
 	uri=${LIBVIRT_DEFAULT_URI:-qemu:///system}
 	if names=$($T virsh -q -c "$uri" list --all --name 2>&1); then
 		running=$($T virsh -q -c "$uri" list --name 2>/dev/null)

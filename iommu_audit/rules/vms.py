@@ -14,7 +14,7 @@ def libvirt_unusable(facts: HostFacts, vm: str) -> Verdict | None:
         return failed("libvirt is not installed (no virsh, no /etc/libvirt/qemu)", f"a libvirt domain {vm}",
                       "install libvirt (apt-get install libvirt-daemon-system libvirt-clients) and define the VMs")
     if facts.libvirt_source == "error":
-        return failed(f"virsh could not list domains: {facts.libvirt_error}", f"a libvirt domain {vm}",
+        return failed(f"libvirt could not be read: {facts.libvirt_error}", f"a libvirt domain {vm}",
                       "start libvirtd, run the audit as root or with --sudo, or set LIBVIRT_DEFAULT_URI")
     broken = [d for d in facts.domains if d.error]
     if broken:

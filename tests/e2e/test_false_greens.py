@@ -77,3 +77,25 @@ def test_a_hanging_dmesg_fails_facts_gathered_promptly(guest, tmp_path, has_time
     assert f"ssh://{NAME}: the probe did not finish within 10 s (--probe-timeout)" in msg, msg
     assert not [t for t, o in run.outcomes.items() if o == "passed"], run.output  # nothing else judged
     assert took < 10 + 15 + 60, took  # probe timeout + transport grace + pytest start-up on a loaded TCG host
+
+
+def test_hidepid_leaves_the_libvirt_daemon_state_unknown(guest, tmp_path):
+    # /proc mounted hidepid=2 and a non-root audit: libvirtd (if any) is invisible. The audit must say it
+    # cannot tell, not read the definition files as if no daemon ran, nor start one through virsh.
+    guest.run("grep -q '^aud:' /etc/passwd || { echo 'aud:x:1000:1000::/home/aud:/bin/sh' >> /etc/passwd; "
+              "echo 'aud:*:19000:0:99999:7:::' >> /etc/shadow; echo 'aud:x:1000:' >> /etc/group; }; "
+              "mkdir -p /home/aud/.ssh && cp /root/.ssh/authorized_keys /home/aud/.ssh/ && "
+              "chown -R 1000:1000 /home/aud && chmod 700 /home/aud/.ssh", check=True)
+    guest.run("printf '#!/bin/sh\\necho virsh was called >&2; exit 1\\n' > /usr/bin/virsh && chmod 755 /usr/bin/virsh "
+              "&& mount -o remount,hidepid=2 /proc", check=True)
+    try:
+        run = audit(tmp_path, controllers_profile(tmp_path, guest), f"--hosts=ssh://aud@{NAME}",
+                    f"--ssh-config={guest.ssh_config_path}", "-k", "assigned_to_vm or facts_gathered")
+    finally:
+        guest.run("mount -o remount,hidepid=0 /proc; rm -f /usr/bin/virsh")
+    assert run.rc == 1, run.output
+    failed = [t for t in run.failed() if t.startswith("test_assigned_to_vm[")]
+    assert len(failed) == 2, run.output
+    msg = run.messages[failed[0]]
+    assert "cannot tell whether a libvirt daemon runs: /proc hides other users' processes (hidepid)" in msg, msg
+    assert "virsh was called" not in run.output
