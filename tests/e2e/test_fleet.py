@@ -64,7 +64,8 @@ def golive(rack, tmp_path_factory):
         "vars": {"ansible_user": "root", "iommu_audit_profile": str(tmp / "ceph-node.yaml")},
         "hosts": {good.name: None, bad.name: {"iommu_audit_profile": str(tmp / "plain-node.yaml")}}}}}}))
     _, config = ssh_args(good, bad)  # hosts are ssh aliases: the inventory names are what ssh resolves
-    run = audit(tmp, None, "--hosts=ansible://rack1",  # no --profile: the inventory gives every host one f"--ansible-inventory={tmp / 'inventory.yml'}",
+    # No --profile: the inventory gives every host its profile.
+    run = audit(tmp, None, "--hosts=ansible://rack1", f"--ansible-inventory={tmp / 'inventory.yml'}",
                 config, "-n", "2", "-vv", f"--save-facts={tmp / 'golive.json'}",
                 f"--html={tmp / 'golive.html'}", "--self-contained-html", f"--json={tmp / 'golive-report.json'}")
     return run, tmp / "golive.json"
