@@ -30,6 +30,11 @@ fi
 a=$1
 valid_address "$a"
 [ -e "$(pci_dir "$a")" ] || die 3 "no PCI device $a on this host"
+if [ "$(driver_of "$a")" = vfio-pci ]; then # unbinding a device a VM holds open blocks until the VM lets go
+	g=$(basename "$(readlink "$(pci_dir "$a")/iommu_group")")
+	users=$(for f in /proc/[0-9]*/fd/*; do [ "$(readlink "$f" 2>/dev/null)" = "/dev/vfio/$g" ] && p=${f#/proc/} && echo "${p%%/*} ($(cat "/proc/${p%%/*}/comm" 2>/dev/null))"; done | sort -u)
+	[ -z "$users" ] || die 3 "refused: $a is in use: /dev/vfio/$g is open by pid $(echo $users) (a running VM?): stop it first"
+fi
 saved=$(cat "$R/etc/driverctl.d/pci-$a" 2>/dev/null)
 if [ -n "$saved" ] && command -v driverctl >/dev/null 2>&1 && [ -z "$R" ]; then
 	record "driverctl $a $saved"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # vfio-ids-scope: drop the model-wide ids= from 'options vfio-pci' in modprobe.d (the
 # rewritten files come from --fix's plan, which binds the profiled devices per address
-# instead), then rebuild the initramfs, which holds a copy of modprobe.d.
+# instead). The initramfs holds a copy of modprobe.d: --fix rebuilds it in the next step
+# (initramfs.sh); by hand, run initramfs.sh after this script.
 # vfio-pci.ids on the kernel command line is removed by cmdline-persistent.sh.
 usage() {
 	cat <<'U'
@@ -13,15 +14,8 @@ U
 [ -n "${IOMMU_AUDIT_LIB:-}" ] || . "$(dirname "$0")/lib.sh"
 while common_option "$@"; do shift $SHIFT; done
 start_step vfio-ids-scope
-initramfs() {
-	[ -z "$R" ] || return 0
-	if command -v update-initramfs >/dev/null 2>&1; then run update-initramfs -u -k all
-	elif command -v dracut >/dev/null 2>&1; then run dracut -f --regenerate-all
-	else say "no update-initramfs or dracut: nothing to rebuild"; fi
-}
 if [ "$UNDO" = 1 ]; then
 	records_reversed | while read -r kind what; do [ "$kind" = file ] && restore_file "$what"; done || exit 1
-	initramfs
 	finish undone
 fi
 [ $# -ge 6 ] || { usage >&2; exit 2; }
@@ -31,5 +25,4 @@ while [ $# -gt 0 ]; do
 	put_file "$2" "$4" "$6"
 	shift 6
 done
-initramfs
 finish "done (reboot required)"

@@ -67,6 +67,10 @@ for f in sys_vendor product_name product_serial bios_version bios_date; do
 done
 printf "cpu_model\t%s\n" "$(body "$R/proc/cpuinfo" | grep -m1 '^model name' | sed 's/.*: *//')"
 printf "os\t%s\n" "$({ body "$R/etc/os-release"; body "$R/usr/lib/os-release"; } | sed -n 's/^PRETTY_NAME=//p' | head -n 1 | tr -d "\"'")"
+# For --fix: the initramfs tools it may plan (a copy: the files; a live host: its PATH).
+printf "boot_tools\t%s\n" "$(for t in update-initramfs dracut proxmox-boot-tool; do
+	if [ -z "$R" ]; then command -v $t >/dev/null 2>&1; else for d in usr/sbin usr/bin sbin; do
+	[ -e "$R/$d/$t" ] && break; done; fi && printf '%s ' $t; done)"
 
 sec cmdline
 val "$R/proc/cmdline"

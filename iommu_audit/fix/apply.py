@@ -93,8 +93,8 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def lock(host: Host, name: str, run_id: str) -> None:
-    """Take the host's run lock (fixes/lib.sh lock_take) or raise FixError with the holder's line.
+def lock(host: Host, run_id: str) -> list[str]:
+    """Take the host's run lock (fixes/lib.sh lock_take) or raise FixError naming the holder; returns notes.
 
     The host judges a holder from an earlier boot, or a dead process of its own boot; a holder that
     is a dead process of this controller is judged here and named, so the host takes it over."""
@@ -107,7 +107,8 @@ def lock(host: Host, name: str, run_id: str) -> None:
             r = host.lib("lock_take", run_id, *me, held.group(1))
     if r.rc != 0:
         line = _output(r).splitlines()[-1] if _output(r) else f"exit {r.rc}"
-        raise FixError(f"{name}: " + re.sub(r"^iommu-audit: (FAILED: )?| \(holder: .*\)$", "", line))
+        raise FixError(re.sub(r"^iommu-audit: (FAILED: )?(refused: )?| \(holder: .*\)$", "", line))
+    return [ln for ln in r.stdout.splitlines() if "note:" in ln]  # a stale lock taken over
 
 
 def unlock(host: Host, run_id: str) -> None:
@@ -141,8 +142,14 @@ def apply_plan(host: Host, plan: HostPlan, run_id: str, echo) -> str:
     return "applied"
 
 
+def undo_order(items: list, requirement) -> list:
+    """Last step first, except the initramfs rebuild: it is redone after the other steps put the
+    files back, so the image holds the restored modprobe.d/modules-load.d."""
+    return sorted(reversed(items), key=lambda item: requirement(item) == "initramfs")
+
+
 def _roll_back(host: Host, name: str, done: list[tuple[Step, str]], echo) -> None:
-    for step, step_dir in reversed(done):
+    for step, step_dir in undo_order(done, lambda item: item[0].requirement):
         result = host.run(step.requirement, "--undo", "--step-dir", step_dir)
         ok = result.rc == 0
         step.status = "rolled-back" if ok else step.status + ", rollback failed"
@@ -160,9 +167,8 @@ def undo_run(host: Host, name: str, run_id: str, echo) -> list[dict]:
     if listing.rc == 3:
         raise FixError(f"{name}: no run {run_id} in {LOG_ROOT} on this host")
     steps = []
-    for line in reversed(listing.stdout.split("\n")):
-        if not line.strip() or line.split()[0].startswith("[0-9]"):
-            continue
+    lines = [ln for ln in listing.stdout.split("\n") if ln.strip() and not ln.split()[0].startswith("[0-9]")]
+    for line in undo_order(lines, lambda ln: ln.split()[0].split("-", 1)[1]):
         step_dir, _, status = line.partition(" ")
         requirement = step_dir.split("-", 1)[1]
         entry = {"step": step_dir, "requirement": requirement, "status_before": status}

@@ -22,6 +22,9 @@ from iommu_audit.verdict import Verdict
 # The only shape of PCI address that may reach a command (the brief's pattern, no VMD domains).
 ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 CHANGE, MANUAL, REFUSED, WAITING = "change", "manual", "refused", "waiting"
+# fixes/initramfs.sh's tools, in the order it runs them (proxmox-boot-tool copies the new images to the ESPs).
+INITRAMFS_TOOLS = {"update-initramfs": "update-initramfs -u -k all", "dracut": "dracut -f --regenerate-all",
+                   "proxmox-boot-tool": "proxmox-boot-tool refresh"}
 
 
 class PlanError(ValueError):
@@ -135,6 +138,8 @@ class _Planner:
                 out.append(Step("vfio-modules", host, f"{mods.found}: {mods.fix}", MANUAL))
         if not ids_scope.ok:
             out += self.modprobe_ids()
+        if any(s.kind == CHANGE and s.requirement in ("vfio-modules", "vfio-ids-scope") for s in out):
+            out += self.initramfs()
         for d in p.host_devices:
             out += self.host_device(d)
         binds, persists, assigns = [], [], []
@@ -228,8 +233,24 @@ class _Planner:
         args = [x for c in changed.values() for x in c.args()]
         return [Step("vfio-ids-scope", self.f.name, "drop the model-wide vfio-pci ids= (per-address bindings replace it)",
                      args=args, files=list(changed.values()), repairs=["vfio-ids-scope"], reboot=True,
-                     commands=[f"write {p} (backup first)" for p in changed] +
-                     ["update-initramfs -u -k all, or dracut -f --regenerate-all"])]
+                     commands=[f"write {p} (backup first)" for p in changed])]
+
+    def initramfs(self) -> list[Step]:
+        """One rebuild after the modprobe.d / modules-load.d changes, with the tools the probe found."""
+        f = self.f
+        found = f.system.get("boot_tools")
+        tools = [t for t in INITRAMFS_TOOLS if t in (found or "").split()]
+        if "update-initramfs" in tools and "dracut" in tools:  # the one the distribution uses; dracut can be extra
+            tools.remove("dracut")
+        if found is None:  # facts from a probe without the row: the tools are unknown
+            return [Step("initramfs", f.name, "rebuild the initramfs so it holds the new modprobe.d/modules-load.d "
+                         "(update-initramfs -u -k all, or dracut -f --regenerate-all; Proxmox: then "
+                         "proxmox-boot-tool refresh)", MANUAL, reboot=True)]
+        if not [t for t in tools if t != "proxmox-boot-tool"]:
+            return []  # no initramfs generator on this host: nothing holds a copy
+        return [Step("initramfs", f.name, "rebuild the initramfs of every kernel so it holds the new "
+                     "modprobe.d/modules-load.d (used from the next boot)", args=tools,
+                     commands=[INITRAMFS_TOOLS[t] for t in tools], reboot=True)]
 
     # --- PCI devices --------------------------------------------------------------------------
     def device(self, d: Device, iommu_ready: bool, ids_going: bool, bound_here: set[str]):
@@ -317,7 +338,11 @@ class _Planner:
         addr = checked_address(devices.locate(f, d))
         dev = f.pci[addr]
         out = []
-        if dev.driver in ("vfio-pci", "pci-stub") or f.driverctl.get(addr) or dev.driver_override:
+        running = sorted({dom.name for dom, _ in f.hostdev_users(addr) if dom.running})
+        if running and dev.driver == devices.VFIO:  # unbinding it would block until that VM lets go
+            out.append(Step("host-device-kept", d.name, f"refused: {addr} is in use by the running VM "
+                            f"{', '.join(running)}: shut it down, then run --fix again", REFUSED))
+        elif dev.driver in ("vfio-pci", "pci-stub") or f.driverctl.get(addr) or dev.driver_override:
             out.append(Step("host-device-kept", d.name, f"give {addr} back to the host: drop its override, "
                             "rebind it to its own driver", args=[addr],
                             commands=[f"driverctl unset-override {addr} or remove /etc/driverctl.d/pci-{addr}",

@@ -111,11 +111,13 @@ class FixSession:
     def take_lock(self, t, run_id: str) -> bool:
         """The host's run lock, before its facts are read for the plan: no plan from a host mid-change."""
         try:
-            apply.lock(apply.Host(t.host), t.name, run_id)
+            notes = apply.lock(apply.Host(t.host), run_id)
         except apply.FixError as exc:
-            self.echo(f"[{t.name}] {exc}")
+            self.echo(f"{t.name}: refused: {exc}")
             self.state.fix_runs.append({**_record(run_id, t, "refused", None), "note": str(exc)})
             return False
+        for note in notes:
+            self.echo(f"[{t.name}] {note}")
         self.locked.append(t)
         self.forget(t)
         return True

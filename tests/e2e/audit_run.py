@@ -35,14 +35,19 @@ def write_profile(path: Path, *, cpu_vendor="intel", devices=(), disks=(), requi
     return path
 
 
-def audit(tmp_path: Path, profile: Path | None, *args: str, env: dict | None = None) -> AuditRun:
-    """profile None: no --profile (every host gets its own from --profile-map or the inventory)."""
+def audit(tmp_path: Path, profile: Path | None, *args: str, env: dict | None = None,
+          answer: str | None = None) -> AuditRun:
+    """profile None: no --profile (every host gets its own from --profile-map or the inventory).
+    answer: run with a terminal (a pty) as stdin and type this at --fix's question."""
     junit = tmp_path / f"junit-{len(list(tmp_path.glob('junit-*')))}.xml"
     cmd = [sys.executable, "-m", "pytest", *([f"--profile={profile}"] if profile else []), f"--junitxml={junit}",
            "-q", "-rfE",
            "-p", "no:randomly", *args]
-    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    if answer is None:
+        proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    else:
+        proc = _answering(cmd, {**os.environ, **(env or {})}, answer)
     outcomes, messages = {}, {}
     if junit.exists():
         for case in ET.parse(junit).getroot().iter("testcase"):
@@ -57,6 +62,31 @@ def audit(tmp_path: Path, profile: Path | None, *args: str, env: dict | None = N
             else:
                 outcomes[name] = "passed"
     return AuditRun(proc.returncode, proc.stdout + proc.stderr, outcomes, messages)
+
+
+def _answering(cmd: list[str], env: dict, answer: str) -> subprocess.CompletedProcess:
+    """Run cmd with a pty as its terminal; type `answer` once the question is on screen."""
+    import pty
+    import select
+    import time
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    os.close(slave)
+    out, asked, deadline = b"", False, time.monotonic() + 600
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1)
+        chunk = os.read(proc.stdout.fileno(), 65536) if ready else b""
+        if ready and not chunk:
+            break
+        out += chunk
+        if not asked and b"Type 'yes' to go on:" in out:
+            os.write(master, answer.encode() + b"\n")
+            asked = True
+    else:
+        proc.kill()
+    proc.wait()
+    os.close(master)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out.decode(errors="replace"), "")
 
 
 def ssh_args(*guests) -> list[str]:

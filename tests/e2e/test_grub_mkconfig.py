@@ -35,6 +35,7 @@ chmod 755 "$t/usr-low/sbin/grub-probe"
 mount -t overlay iommu-audit-etc -o "lowerdir=$t/etc-low:/etc,upperdir=$t/etc-up,workdir=$t/etc-wk" /etc
 mount -t overlay iommu-audit-usr -o "lowerdir=$t/usr-low:$pkg/usr:/usr,upperdir=$t/usr-up,workdir=$t/usr-wk" /usr
 mount --bind "$t/boot" /boot
+mount -t tmpfs iommu-audit-run /run  # the script's lock (/run/iommu-audit.lock) stays in the namespace
 mkdir -p /boot/grub && : > /boot/vmlinuz-6.1.0-99-amd64 && : > /boot/initrd.img-6.1.0-99-amd64
 cp "$t/grub.before" /etc/default/grub
 update-grub >"$t/update-grub.log" 2>&1

@@ -141,3 +141,48 @@ def test_addresses_are_validated_before_any_command():
     for bad in ("0000:06:00.0;reboot", "06:00.0", "10000:e1:00.0", "0000:06:00.8", ""):
         with pytest.raises(PlanError):
             checked_address(bad)
+
+
+@pytest.mark.parametrize("tools, expected", [
+    (["usr/sbin/update-initramfs", "usr/sbin/dracut"], ["update-initramfs"]),  # Debian with dracut installed too
+    (["usr/bin/dracut"], ["dracut"]),  # RHEL family (/usr/bin)
+    (["usr/sbin/update-initramfs", "usr/sbin/proxmox-boot-tool"], ["update-initramfs", "proxmox-boot-tool"]),
+])
+def test_modprobe_and_modules_load_changes_are_followed_by_one_initramfs_rebuild(host, dl360, tools, expected):
+    for t in tools:
+        host.write(t, "#!/bin/sh\n")
+    host.write("etc/modprobe.d/vfio.conf", "options vfio-pci ids=144d:a808\n")
+    host.replace("lib/modules/5.15.0-91-generic/modules.builtin", "vfio-pci.ko\n", "")
+    host.remove("etc/modules-load.d/vfio-pci.conf") if host.path("etc/modules-load.d/vfio-pci.conf").exists() else None
+    plan = plan_host(host.facts(), dl360)
+    order = [s.requirement for s in plan.changes]
+    assert order.count("initramfs") == 1, order
+    rebuild = plan.changes[order.index("initramfs")]
+    assert order.index("initramfs") > order.index("vfio-ids-scope")
+    assert "vfio-modules" not in order or order.index("initramfs") > order.index("vfio-modules")
+    assert rebuild.args == expected and rebuild.reboot and plan.reboot_required
+    assert rebuild.commands[0] in ("update-initramfs -u -k all", "dracut -f --regenerate-all")
+
+
+def test_initramfs_rebuild_is_planned_only_where_the_host_has_a_generator(host, dl360):
+    host.write("etc/modprobe.d/vfio.conf", "options vfio-pci ids=144d:a808\n")
+    host.replace("lib/modules/5.15.0-91-generic/modules.builtin", "vfio-pci.ko\n", "")
+    facts = host.facts()
+    assert facts.system["boot_tools"] == ""  # the sample copy has no generator: nothing holds a copy
+    assert "initramfs" not in [s.requirement for s in plan_host(facts, dl360).steps]
+    del facts.system["boot_tools"]  # facts from an older probe: the tools are unknown
+    manual = [s for s in plan_host(facts, dl360).steps if s.requirement == "initramfs"]
+    assert [s.kind for s in manual] == [MANUAL] and "update-initramfs -u -k all" in manual[0].summary
+
+
+def test_host_device_held_by_a_running_vm_is_refused_not_unbound(host, dl360):
+    host.bind(NVME4, "vfio-pci").write(f"etc/driverctl.d/pci-{NVME4}", "vfio-pci\n")
+    live = host.read("run/libvirt/qemu/z-ceph-2.xml")
+    hostdev = re.search(r"<hostdev.*?</hostdev>", live, re.S).group(0)
+    mine = re.sub(r"bus='0x0\d'", "bus='0x09'", hostdev, count=1)
+    assert mine != hostdev
+    host.replace("run/libvirt/qemu/z-ceph-2.xml", "</devices>", mine + "</devices>")
+    plan = plan_host(host.facts(), dl360)
+    refused = [s for s in plan.steps if s.requirement == "host-device-kept"]
+    assert [s.kind for s in refused] == [REFUSED] and "running VM z-ceph-2" in refused[0].summary
+    assert not [s for s in plan.changes if s.requirement == "host-device-kept"]

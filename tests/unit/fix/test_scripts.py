@@ -202,16 +202,45 @@ def test_fix_takes_the_lock_over_from_a_dead_run_of_this_controller_only(tmp_pat
     dead.wait()
     lock.parent.mkdir()
     os.symlink(f"20261201T010000Z-dead 2026-12-01T01:00:00Z {BOOT} controller-boot {dead.pid} ctl", lock)
-    apply.lock(host, "node1", "20261201T020000Z-beef")
+    apply.lock(host, "20261201T020000Z-beef")
     assert os.readlink(lock).split()[:1] + os.readlink(lock).split()[3:5] == [
         "20261201T020000Z-beef", "controller-boot", str(os.getpid())]
     # A live run (this process) refuses the next one: one line, run id, since, what to do.
     with pytest.raises(apply.FixError) as exc:
-        apply.lock(host, "node1", "20261201T030000Z-cafe")
+        apply.lock(host, "20261201T030000Z-cafe")
     msg = str(exc.value)
-    assert msg.startswith("node1: refused: run 20261201T020000Z-beef holds ") and "\n" not in msg
+    assert msg.startswith("run 20261201T020000Z-beef holds ") and "\n" not in msg
     assert f"rm {lock} and try again" in msg and "holder:" not in msg
     apply.unlock(host, "20261201T030000Z-cafe")  # not the holder: no effect
     assert lock.is_symlink()
     apply.unlock(host, "20261201T020000Z-beef")
     assert not lock.is_symlink()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_initramfs_rebuild_runs_the_planned_tools_and_again_on_undo(shell, tmp_path):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    for tool in ("update-initramfs", "proxmox-boot-tool"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
+        (bin_dir / tool).chmod(0o755)
+    cmd = [shell, "sh"] if shell == "busybox" else [shell]
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "IOMMU_AUDIT_ROOT": str(tmp_path / "root")}
+
+    def run(*args):
+        return subprocess.run([*cmd, str(FIXES / "initramfs.sh"), *args], capture_output=True, text=True, env=env)
+    step = tmp_path / "step"
+    assert run("--step-dir", str(step), "update-initramfs; reboot").returncode == 2 and not calls.exists()
+    assert run("--step-dir", str(tmp_path / "s1"), "dracut").returncode == 1  # planned, not installed (not on PATH here)
+    r = run("--step-dir", str(step), "update-initramfs", "proxmox-boot-tool")
+    assert r.returncode == 0, r.stderr
+    assert calls.read_text() == "update-initramfs -u -k all\nproxmox-boot-tool refresh\n"
+    assert run("--undo", "--step-dir", str(step)).returncode == 0
+    assert calls.read_text().splitlines()[2:] == ["update-initramfs -u -k all", "proxmox-boot-tool refresh"]
+
+
+def test_undo_puts_files_back_before_the_initramfs_is_rebuilt():
+    from iommu_audit.fix.apply import undo_order
+    steps = ["01-vfio-modules", "02-vfio-ids-scope", "03-initramfs", "04-bound-to-vfio"]
+    assert undo_order(steps, lambda s: s.split("-", 1)[1]) == [
+        "04-bound-to-vfio", "02-vfio-ids-scope", "01-vfio-modules", "03-initramfs"]
