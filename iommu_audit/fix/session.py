@@ -4,6 +4,7 @@ The checks that follow judge the host as it is after the fix: the re-audit is th
 Each host's run is recorded in AuditState.fix_runs (see NOTES.md) for the report.
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def check_options(config, targets) -> bool:
                                 "copy (--sysroot/--facts): use --fix --dry-run to see its plan")
     if undo and not apply.RUN_ID.match(undo):
         raise pytest.UsageError(f"--undo {undo}: not a run id (e.g. 20261201T021900Z-1a2b, printed by --fix)")
-    if fix and not opt.dry_run and not opt.yes and not sys.stdin.isatty():
+    if fix and not opt.dry_run and not opt.yes and not _terminal(config):
         raise pytest.UsageError("--fix needs a confirmation: run it from a terminal, or add --yes "
                                 "(or --dry-run to only see the plan)")
     return True
@@ -214,12 +215,34 @@ class FixSession:
 
     def confirm(self, changes: int, hosts: int) -> bool:
         question = f"Apply {changes} change(s) on {hosts} host(s)? Type 'yes' to go on: "
-        capman = self.config.pluginmanager.get_plugin("capturemanager")
-        if capman is None:  # -p no:capture
-            return input(question).strip().lower() == "yes"
-        with capman.global_and_fixture_disabled():
-            answer = input(question)
+        with _real_stdin(self.config):
+            try:
+                answer = input(question)
+            except EOFError:  # the terminal went away: no is the answer
+                answer = ""
         return answer.strip().lower() == "yes"
+
+
+@contextlib.contextmanager
+def _real_stdin(config):
+    """The user's stdin, not pytest's: its capture puts /dev/null on fd 0 (and its
+    global_and_fixture_disabled() leaves stdin captured)."""
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if capman is None:  # -p no:capture
+        yield
+        return
+    capturing = capman._global_capturing is not None and capman._global_capturing.is_started()
+    capman.suspend_global_capture(in_=True)
+    try:
+        yield
+    finally:
+        if capturing:  # else out/err stay as they were (shown); the next test's capture takes stdin again
+            capman.resume_global_capture()
+
+
+def _terminal(config) -> bool:
+    with _real_stdin(config):
+        return sys.stdin.isatty()
 
 
 def _record(run_id, target, outcome, plan) -> dict:

@@ -39,7 +39,7 @@ def audit(tmp_path: Path, profile: Path | None, *args: str, env: dict | None = N
           answer: str | None = None) -> AuditRun:
     """profile None: no --profile (every host gets its own from --profile-map or the inventory).
     answer: run with a terminal (a pty) as stdin and type this at --fix's question."""
-    junit = tmp_path / f"junit-{len(list(tmp_path.glob('junit-*')))}.xml"
+    junit = tmp_path / f"junit-{len(list(tmp_path.glob('junit-*.log')))}.xml"  # each run leaves a .log
     cmd = [sys.executable, "-m", "pytest", *([f"--profile={profile}"] if profile else []), f"--junitxml={junit}",
            "-q", "-rfE",
            "-p", "no:randomly", *args]
@@ -48,6 +48,7 @@ def audit(tmp_path: Path, profile: Path | None, *args: str, env: dict | None = N
                               env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     else:
         proc = _answering(cmd, {**os.environ, **(env or {})}, answer)
+    junit.with_suffix(".log").write_text(proc.stdout + proc.stderr)  # the whole output, for a failing test's reader
     outcomes, messages = {}, {}
     if junit.exists():
         for case in ET.parse(junit).getroot().iter("testcase"):

@@ -145,7 +145,8 @@ def test_fix_story(fixhost, libvirtd_server, tmp_path):
     # At a terminal, --fix asks; "no" changes nothing. The lock's holder is gone: taken over, with a note.
     run = audit(tmp_path, p, *ssh_args(g), "--fix", answer="no")
     assert "is stale (process " + sleeper + " is gone): taking it over" in run.output, run.output
-    assert "not applied: nothing changed" in run.output and state(g, server) == first
+    assert "not applied: nothing changed" in run.output, run.output
+    assert state(g, server) == first
     plan = [ln.strip() for ln in run.output.splitlines() if re.match(r"\s+(\d+\.|--) \[", ln)]
     order = [re.search(r"\] (\S+) \(", ln).group(1) for ln in plan if not ln.startswith("--")]
     assert order.index("vfio-ids-scope") + 1 == order.index("initramfs") < order.index("host-device-kept") \

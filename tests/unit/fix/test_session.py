@@ -49,3 +49,28 @@ def test_dry_run_on_a_copy_plans_and_changes_nothing(broken, tmp_path):
 def test_second_dry_run_on_a_compliant_copy_says_nothing_to_do(host):
     proc = run("--profile", "dl360-gen9", f"--sysroot={host.root}", "--fix", "--dry-run")
     assert "nothing to do" in proc.output and proc.returncode == 0
+
+
+@pytest.mark.parametrize("answer, applies", [("yes", True), ("no", False), ("y", False)])
+def test_the_question_reads_the_terminal_not_pytests_captured_stdin(tmp_path, answer, applies):
+    """pytest puts /dev/null on fd 0; --fix must see (and read) the user's terminal under a real pty."""
+    import os
+    import sys
+
+    from tests.e2e.audit_run import _answering
+    (tmp_path / "askplug.py").write_text(
+        "import pytest\nfrom iommu_audit.fix.session import FixSession, _terminal\n"
+        "def pytest_configure(config):\n"
+        "    config.terminal = _terminal(config)\n"
+        "@pytest.hookimpl(tryfirst=True)\n"  # where --fix asks: what it prints after the answer must show
+        "def pytest_runtestloop(session):\n"
+        "    ask = FixSession.__new__(FixSession)\n"
+        "    ask.config = session.config\n"
+        "    tr = session.config.pluginmanager.get_plugin('terminalreporter')\n"
+        "    tr.write_line(f'TERMINAL={session.config.terminal} APPLY={ask.confirm(2, 1)}')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
+    r = _answering([sys.executable, "-m", "pytest", "-p", "askplug", "-p", "no:randomly", "-q", "-p", "no:cacheprovider",
+                    "--rootdir", str(tmp_path), str(tmp_path / "test_one.py")], env, answer)
+    assert "Apply 2 change(s) on 1 host(s)? Type 'yes' to go on:" in r.stdout
+    assert f"TERMINAL=True APPLY={applies}" in r.stdout, r.stdout
