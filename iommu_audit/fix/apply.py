@@ -119,10 +119,20 @@ def apply_plan(host: Host, plan: HostPlan, run_id: str, echo) -> str:
     """Run the plan's change steps in order; on failure roll the run back. Returns the outcome."""
     run_dir = f"{LOG_ROOT}/{run_id}"
     doc = json.dumps({"run_id": run_id, "host": plan.host, "steps": [s.record() for s in plan.steps]}, indent=1)
-    r = host.sh('mkdir -p "$1" && chmod 700 "$1" && printf %s "$2" | base64 -d > "$1/plan.json"',
-                run_dir, base64.b64encode(doc.encode()).decode())
-    if r.rc != 0:
-        raise FixError(f"{plan.host}: cannot create {run_dir}: {_output(r) or r.rc}")
+    # gzip + base64, in pieces: a command over dropbear must stay below 9000 bytes, and a plan of many steps is not.
+    packed = base64.b64encode(gzip.compress(doc.encode(), mtime=0)).decode()
+    pieces = [packed[i:i + 6000] for i in range(0, len(packed), 6000)]
+    for n, piece in enumerate(pieces):
+        last = n == len(pieces) - 1
+        try:
+            r = host.sh(('mkdir -p "$1" && chmod 700 "$1" && : > "$1/plan.b64" && ' if n == 0 else "") +
+                        'printf %s "$2" >> "$1/plan.b64"' +
+                        (' && base64 -d < "$1/plan.b64" | gzip -dc > "$1/plan.json" && rm -f "$1/plan.b64"' if last else ""),
+                        run_dir, piece)
+        except RuntimeError as exc:  # testinfra: the connection failed
+            raise FixError(f"{plan.host}: cannot reach the host: {exc}") from exc
+        if r.rc != 0:
+            raise FixError(f"{plan.host}: cannot create {run_dir}/plan.json: {_output(r) or r.rc}")
     done: list[tuple[Step, str]] = []
     changes = plan.changes
     for n, step in enumerate(changes, 1):

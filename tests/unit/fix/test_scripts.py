@@ -244,3 +244,24 @@ def test_undo_puts_files_back_before_the_initramfs_is_rebuilt():
     steps = ["01-vfio-modules", "02-vfio-ids-scope", "03-initramfs", "04-bound-to-vfio"]
     assert undo_order(steps, lambda s: s.split("-", 1)[1]) == [
         "04-bound-to-vfio", "02-vfio-ids-scope", "01-vfio-modules", "03-initramfs"]
+
+
+def test_a_long_plan_reaches_the_host_in_pieces_below_dropbears_limit(tmp_path, monkeypatch):
+    import json
+
+    from iommu_audit.fix import apply
+    from iommu_audit.fix.plan import HostPlan, Step
+    sent = []
+
+    class Recorder:
+        def run(self, command, *args):
+            sent.append(command % tuple(__import__("shlex").quote(a) for a in args))
+            r = subprocess.run(["sh", "-c", sent[-1]], capture_output=True, text=True)
+            return type("Result", (), {"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr})
+    monkeypatch.setattr(apply, "LOG_ROOT", str(tmp_path))
+    steps = [Step("assigned-to-vm", f"dev-{i}", __import__("secrets").token_hex(200), "manual") for i in range(40)]
+    assert apply.apply_plan(apply.Host(Recorder()), HostPlan("node1", steps, {}), "20261201T000000Z-abcd",
+                            lambda line: None) == "applied"
+    assert len(sent) > 1 and max(len(c) for c in sent) < 8000
+    doc = json.loads((tmp_path / "20261201T000000Z-abcd/plan.json").read_text())
+    assert [s["summary"] for s in doc["steps"]] == [s.summary for s in steps]
