@@ -124,6 +124,11 @@ def _collects_checks(config: pytest.Config) -> bool:
     return False
 
 
+def audit_requested(config: pytest.Config) -> bool:
+    """--profile or --profile-map, or the checks collected (profiles then come from the inventory)."""
+    return bool(config.getoption("profile") or config.getoption("profile_map") or _collects_checks(config))
+
+
 def _targets(config: pytest.Config) -> list[gather.Target]:
     opt = config.option
     chosen = [name for name, value in (("--hosts", opt.hosts), ("--sysroot", opt.sysroot), ("--facts", opt.facts))
@@ -226,7 +231,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlColumns(), "iommu-audit-html")
     given = config.getoption("profile")
-    if not given and not config.getoption("profile_map") and not _collects_checks(config):
+    if not audit_requested(config):
         return  # not an audit (the project's own tests, another suite)
     if not (CHECKS / "conftest.py").is_file():
         raise pytest.UsageError(f"iommu-audit is installed without its checks ({CHECKS} is missing): "

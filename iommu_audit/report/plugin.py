@@ -33,11 +33,12 @@ class ReportPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
-        if not config.getoption("profile"):
+        from iommu_audit.plugin import audit_requested  # plugin imports this module
+        if not audit_requested(config):
             return
         if config.getoption("report") and not config.getoption("htmlpath", None):
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            name = Path(config.getoption("profile")).stem
+            name = Path(config.getoption("profile") or "fleet").stem
             config.option.htmlpath = str(config.rootpath / "reports" / f"{name}-{stamp}.html")
             config.option.self_contained_html = True
         if config.getoption("htmlpath", None):

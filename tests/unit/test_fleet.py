@@ -112,6 +112,16 @@ def test_no_profile_needed_when_every_host_has_one(rack):
     assert "iommu-audit profile: dl360-gen9 (" in proc.output and "profile other-model)" in proc.output
 
 
+def test_the_report_of_a_run_without_profile_verifies(rack):
+    from iommu_audit.report import verify
+    tmp_path, node1, node2 = rack
+    (tmp_path / "map.yaml").write_text(f'"node1": dl360-gen9\n"node*": {tmp_path / "other-model.yaml"}\n')
+    proc = run(f"--sysroot={node1.root},{node2.root}", f"--profile-map={tmp_path / 'map.yaml'}",
+               f"--html={tmp_path / 'r.html'}", "--self-contained-html")
+    assert proc.returncode == 1, proc.output
+    assert verify.verify(tmp_path / "r.html") == []
+
+
 def test_a_host_left_without_profile_is_a_usage_error(rack):
     tmp_path, node1, node2 = rack  # map.yaml names node2 only
     proc = run(f"--sysroot={node1.root},{node2.root}", f"--profile-map={tmp_path / 'map.yaml'}")
