@@ -54,7 +54,7 @@ class HostFacts:
     system: dict[str, str] = field(default_factory=dict)
     # udev rules / unit that apply /etc/driverctl.d at boot, as found (parsers/modules.py: Binder).
     binders: list[modules.Binder] = field(default_factory=list)
-    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # replace() starts afresh
 
     def memo(self, key, compute):
         """compute() once per host: indexes the rules would otherwise rebuild for every device."""
@@ -81,23 +81,28 @@ class HostFacts:
 
     def hostdev_users(self, address: str) -> list[tuple[libvirt.Domain, libvirt.Hostdev]]:
         """Every libvirt domain whose definition passes the PCI function at address."""
-        want = address_numbers(address)
-        return [(dom, hd) for dom in self.domains for hd in dom.hostdevs if hd.address == want]
+        def index():
+            users: dict = {}
+            for dom in self.domains:
+                for hd in dom.hostdevs:
+                    users.setdefault(hd.address, []).append((dom, hd))
+            return users
+        return list(self.memo("hostdev_users", index).get(address_numbers(address), []))
 
     def disk_sources(self) -> list[tuple[libvirt.Domain, str, str]]:
         """(domain, source, kernel name) for every <disk> source (block or file) that is a host block device."""
-        out = []
-        for dom in self.domains:
-            for src in dom.block_disks + dom.file_disks:
-                name = self.kernel_name(src)
-                if name in self.block:
-                    out.append((dom, src, name))
-        return out
+        def index():
+            return [(dom, src, name) for dom in self.domains for src in dom.block_disks + dom.file_disks
+                    if (name := self.kernel_name(src)) in self.block]
+        return list(self.memo("disk_sources", index))
 
     def boot_sources(self) -> list[tuple[str, str]]:
         """(where, command line) for each boot configuration the next boot depends on: the files
         an admin edits (/etc/default/grub with grub.d, or /etc/kernel/cmdline) and what the boot
         loader was generated with (the grub.cfg entry grub boots, the default BLS entry)."""
+        return list(self.memo("boot_sources", self._boot_sources))
+
+    def _boot_sources(self) -> list[tuple[str, str]]:
         files = dict(self.boot_files)
         env = {}
         grubenv = [p for p in ("/boot/grub2/grubenv", "/boot/grub/grubenv") if p in files]
