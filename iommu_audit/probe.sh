@@ -261,6 +261,8 @@ if [ -n "$R" ]; then
 	[ -n "$src" ] && { body "$R$src" | head -n 1; body "$R$src" | grep -a -i -E "$DMESG_PATTERN"; }
 else
 	out=$($T dmesg 2>/dev/null)
+	# 124 (GNU) / 143 (busybox, SIGTERM): the 30 s ran out; else non-zero is dmesg_restrict for non-root.
+	case $? in 0) why= ;; 124 | 143) why=dmesg:timeout ;; *) why=dmesg:refused ;; esac
 	# The ring buffer of a long-running host has lost its boot lines: the journal keeps them.
 	case $(printf "%s\n" "$out" | head -n 1) in
 	"[    0.000000]"*) ;;
@@ -271,7 +273,7 @@ else
 		sec dmesg source="${src:-dmesg}"
 	else
 		out=
-		sec dmesg source=none
+		sec dmesg source=none ${why:+unreadable="$why"}
 	fi
 	[ -n "$out" ] && { printf "%s\n" "$out" | head -n 1; printf "%s\n" "$out" | grep -a -i -E "$DMESG_PATTERN"; }
 fi

@@ -183,7 +183,13 @@ BLOCKER_FIX = {
 
 def no_known_blockers(facts: HostFacts, profile: Profile) -> Verdict:
     if facts.dmesg_source == "none":
-        unreadable = f" ({facts.dmesg_unreadable} exists but is not a readable file)" if facts.dmesg_unreadable else ""
+        why = facts.dmesg_unreadable  # a sysroot's unreadable log path, or dmesg:timeout / dmesg:refused (live)
+        if why == "dmesg:timeout":
+            return failed("the kernel log could not be read (dmesg did not finish within the probe's 30 s)",
+                          "a readable kernel log to search for known blockers",
+                          "find out why dmesg hangs on this host (run it by hand), then audit again")
+        unreadable = {"dmesg:refused": " (dmesg refused: kernel.dmesg_restrict for a non-root user)", "": ""}.get(
+            why, f" ({why} exists but is not a readable file)")
         return failed(f"the kernel log could not be read{unreadable}", "a readable kernel log to search for known blockers",
                       "run as root or with --sudo (dmesg is restricted), or add a dmesg capture to the sysroot")
     # Every line present counts, whether or not the log still starts at boot.

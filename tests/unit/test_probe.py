@@ -208,3 +208,15 @@ def test_ipv6_default_route_is_read_and_unreachable_on_lo_is_not(host):
                "00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 "
                "ffffffff 00000001 00000000 00200200       lo\n")
     assert host.facts().network.default_route == ["eno1", "eno2"]
+
+
+def test_a_dmesg_that_times_out_is_named(tmp_path):
+    # The probe's own `timeout 30` ends a hanging dmesg (and journalctl): the log is "not read", and why.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "timeout").write_text('#!/bin/sh\ncase $2 in dmesg | journalctl) exit 124 ;; esac\nshift\nexec "$@"\n')
+    (bin_dir / "timeout").chmod(0o755)
+    out = subprocess.run(["sh", "-c", gather.PROBE, "probe", "/"], capture_output=True, text=True, errors="replace",
+                         env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"}, check=True).stdout
+    dmesg = next(s for s in split(out) if s.name == "dmesg")
+    assert dmesg.args == ("source=none", "unreadable=dmesg:timeout") and dmesg.body == ""

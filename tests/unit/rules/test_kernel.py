@@ -320,6 +320,16 @@ def test_unreadable_log_cannot_pass(host, dl360):
     assert not v.ok and "could not be read" in v.found
 
 
+@pytest.mark.parametrize("why, found, fix", [
+    ("dmesg:timeout", "dmesg did not finish within the probe's 30 s", "find out why dmesg hangs"),
+    ("dmesg:refused", "kernel.dmesg_restrict", "run as root or with --sudo"),
+    ("/dmesg", "/dmesg exists but is not a readable file", "run as root or with --sudo")])
+def test_an_unread_log_says_why(host, dl360, why, found, fix):
+    # What the probe reports when the live host's dmesg hung or refused, or a copy's log is unreadable.
+    v = kernel.no_known_blockers(replace(host.facts(), dmesg_source="none", dmesg=[], dmesg_unreadable=why), dl360)
+    assert not v.ok and found in v.found and fix in v.fix
+
+
 def test_rotated_log_cannot_pass(host, dl360):
     # Boot-time firmware bugs are not in a log without its boot part: not checked, so not passed.
     host.write("dmesg", "[1834567.123456] perf: interrupt took too long (2503 > 2500)\n")
