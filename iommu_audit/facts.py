@@ -167,7 +167,8 @@ def from_probe(name: str, text: str, marker: str = sections.MARKER) -> HostFacts
     definitions: list[tuple[str, str, str]] = []  # (defined|live, name, XML): virsh's or the files'
     for s in sections.split(text, marker):
         if s.name == "domain":
-            definitions.append(((s.args + ("", ""))[0], (s.args + ("", ""))[1], s.body))
+            state, dom_name = (s.args + ("", ""))[:2]
+            definitions.append((state, dom_name, s.body))
         else:
             by_name[s.name] = s
             if s.name == "libvirt" and s.arg("source") == "files":

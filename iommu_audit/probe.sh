@@ -28,8 +28,6 @@ sec() { printf "\n%s %s\n" "$M" "$*"; }
 val() { v=; [ -f "$1" ] && { read -r v < "$1"; } 2>/dev/null; printf "%s" "$v"; }
 # body FILE: FILE's text, capped.
 body() { [ -f "$1" ] && head -c "$CAP" "$1" 2>/dev/null; }
-# link PATH: print the last component of a symlink's target, or nothing.
-link() { [ -L "$1" ] && { l=$(readlink "$1"); printf "%s" "${l##*/}"; }; }
 # A host has hundreds of devices: their attributes and links are read by a few processes for
 # all of them, as raw rows the parsers join (parsers/sections.py Section.raw). Paths start "./".
 # links PATH...: "l TAB PATH TAB TARGET" for each symlink (one ls; -n: no user names to parse).

@@ -101,7 +101,7 @@ class FixSession:
             terminalreporter.line(line)
 
     def fix(self, opt) -> None:
-        state, run_id = self.state, apply.new_run_id()
+        run_id = apply.new_run_id()
         plans, hosts = [], {}
         try:
             self._fix(opt, run_id, plans, hosts)
