@@ -7,7 +7,7 @@ first drive also in a wrong VM; a whole disk for z-data): the give-back refused 
 holds the device's /dev/vfio group, a run refused while another holds the host's lock, a declined
 question, a fault rolled back, the fix (answered at a real terminal), --fix-detach, a second fix
 with nothing to do, the undo. The guest's root file system is its initramfs, so a reboot would lose
-/etc: the persistent binding's survival across a reboot is not tested here (see the README).
+/etc: that --fix's binding and boot arguments survive a reboot is tested in tests/e2e/test_reboot.py.
 """
 
 import re
