@@ -70,7 +70,14 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     --rootdir=<project> would have set, before anything uses it.
     """
     ns = early_config.known_args_namespace
-    if not (ns.profile or ns.profile_map) or ns.rootdir or early_config.rootpath == PROJECT or not CHECKS.is_dir():
+    if not (ns.profile or ns.profile_map) or not CHECKS.is_dir():
+        return
+    if not ns.file_or_dir:
+        # Else pytest loads the conftest.py of every test* directory where it was started (this
+        # checkout's tests/, or whatever the working directory holds) and runs every check's hooks
+        # through a per-directory proxy: the audit needs checks/ alone.
+        ns.file_or_dir = [str(CHECKS)]
+    if ns.rootdir or early_config.rootpath == PROJECT:
         return
     if ns.confcutdir == str(early_config.rootpath):  # pytest derived it from the wrong root
         ns.confcutdir = str(PROJECT)
