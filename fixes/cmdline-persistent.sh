@@ -1,14 +1,15 @@
 #!/bin/sh
 # cmdline-persistent (and cmdline-iommu): give the next boot the kernel arguments the profile
 # needs. --fix computes the new boot configuration files (shown in its plan); this script
-# backs them up, replaces them atomically, regenerates the boot loader configuration the
-# host boots from, and checks that the generated configuration has the arguments.
-# The running kernel keeps its arguments: a reboot is required.
+# backs them up, replaces them atomically and regenerates the boot loader configuration the
+# host boots from. Which grub.cfg entry boots (GRUB_DEFAULT, grubenv) is the audit's to judge
+# (parsers/grub.py): --fix reads the host again after this step and rolls it back if the
+# entry that boots lacks the arguments. The running kernel keeps its arguments: reboot.
 usage() {
 	cat <<'U'
 usage: cmdline-persistent.sh [--dry-run] [--step-dir DIR] --boot grub|grubby|kernel-cmdline
          [--grub-cfg /boot/grub/grub.cfg] [--file PATH --sha256 SHA256-NOW --content BASE64]...
-         [--add ARG]... [--remove ARG]... [--verify-arg ARG]...
+         [--add ARG]... [--remove ARG]...
        cmdline-persistent.sh --undo --step-dir DIR
   grub:           update-grub, else grub-mkconfig / grub2-mkconfig -o the --grub-cfg
   grubby:         grubby --update-kernel=ALL --args=ADD --remove-args=REMOVE (RHEL BLS)
@@ -19,7 +20,7 @@ U
 [ -n "${IOMMU_AUDIT_LIB:-}" ] || . "$(dirname "$0")/lib.sh"
 while common_option "$@"; do shift $SHIFT; done
 start_step cmdline-persistent
-BOOT= CFG=/boot/grub/grub.cfg ADD= REMOVE= VERIFY= FILES=
+BOOT= CFG=/boot/grub/grub.cfg ADD= REMOVE= FILES=
 
 regenerate() {
 	case $1 in
@@ -69,7 +70,6 @@ while [ $# -gt 0 ]; do
 	--grub-cfg) CFG=$2 ;;
 	--add) ADD="$ADD $2" ;;
 	--remove) REMOVE="$REMOVE $2" ;;
-	--verify-arg) VERIFY="$VERIFY $2" ;;
 	--file) [ $# -ge 6 ] && [ "$3" = --sha256 ] && [ "$5" = --content ] || die 2 "--file needs --sha256 and --content"
 		case $2 in /etc/default/grub | /etc/default/grub.d/*.cfg | /etc/kernel/cmdline) ;; *) die 2 "will not write $2" ;; esac
 		put_file "$2" "$4" "$6"; FILES="$FILES $2"; shift 4 ;;
@@ -82,10 +82,5 @@ done
 case $CFG in /boot/grub/grub.cfg | /boot/grub2/grub.cfg | /boot/efi/EFI/*/grub.cfg) ;; *) die 2 "will not write $CFG" ;; esac
 record "boot $BOOT"
 regenerate "$BOOT"
-if [ "$DRY" = 0 ] && [ "$BOOT" = grub ]; then
-	line=$(grep -m1 -E '^[[:space:]]*linux(efi)?[[:space:]]' "$R$CFG")
-	for a in $VERIFY; do
-		case " $line " in *" $a "*) ;; *) die 1 "$CFG: the first entry lacks $a after regenerating: $line" ;; esac
-	done
-fi
+say "not checked here: that the entry the boot loader boots has the arguments (--fix checks it with the audit's rule next; by hand: run the audit)"
 finish "done (reboot required)"

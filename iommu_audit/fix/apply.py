@@ -115,8 +115,10 @@ def unlock(host: Host, run_id: str) -> None:
     host.lib("lock_release", run_id)
 
 
-def apply_plan(host: Host, plan: HostPlan, run_id: str, echo) -> str:
-    """Run the plan's change steps in order; on failure roll the run back. Returns the outcome."""
+def apply_plan(host: Host, plan: HostPlan, run_id: str, echo, verify=None) -> str:
+    """Run the plan's change steps in order; on failure roll the run back. Returns the outcome.
+    verify(step), after a step whose script succeeded: what is still wrong ("" if nothing), for what
+    only the audit can judge (which grub.cfg entry boots); a problem fails the step like its script would."""
     run_dir = f"{LOG_ROOT}/{run_id}"
     doc = json.dumps({"run_id": run_id, "host": plan.host, "steps": [s.record() for s in plan.steps]}, indent=1)
     # gzip + base64, in pieces: a command over dropbear must stay below 9000 bytes, and a plan of many steps is not.
@@ -143,9 +145,17 @@ def apply_plan(host: Host, plan: HostPlan, run_id: str, echo) -> str:
         for line in step.output.splitlines():
             echo(f"    {line}")
         done.append((step, step_dir))
-        if result.rc != 0:
+        rc = result.rc
+        problem = verify(step) if rc == 0 and verify else ""
+        if problem:
+            line = f"FAILED: verify (the audit's own rule, on the host read again): {problem}"
+            step.output += "\n" + line
+            echo(f"    {line}")
+            host.sh('printf "%s\\n" "$2" >> "$1/log"; echo failed > "$1/status"', step_dir, line)
+            rc = 1
+        if rc != 0:
             step.status = "failed"
-            echo(f"[{plan.host}] step {n} failed (exit {result.rc}): rolling back this run's steps on {plan.host}")
+            echo(f"[{plan.host}] step {n} failed (exit {rc}): rolling back this run's steps on {plan.host}")
             _roll_back(host, plan.host, done, echo)
             return "rolled-back"
         step.status = "done"

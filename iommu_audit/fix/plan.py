@@ -203,8 +203,6 @@ class _Planner:
         if not changes and not f.boot_files:
             return [Step("cmdline-persistent", host, f"{persistent.found}: {persistent.fix}", MANUAL)]
         args = ["--boot", how, "--grub-cfg", grub_cfg or "/boot/grub/grub.cfg"]
-        for a in add:
-            args += ["--verify-arg", a]
         if how == "grubby":
             args += [x for a in add for x in ("--add", a)] + [x for r in remove for x in ("--remove", r)]
         for c in changes:
@@ -386,6 +384,22 @@ class _Planner:
             out.append(Step("disk-assigned-to-vm", d.name, f"{d.path} is also attached to {vm}: --fix never takes a disk "
                             f"away from a VM (virsh detach-disk {vm} <target> --config)", MANUAL))
         return out
+
+
+def boot_unmet(facts: HostFacts, profile: Profile, drop_ids: bool) -> str:
+    """After a cmdline-persistent step, on facts read again: what the next boot still lacks ("" when
+    nothing), judged as the audit judges it: the grub.cfg entry grub boots (every kernel entry when
+    that is unknown), the default BLS entry, the files. The step's script cannot tell which entry boots."""
+    v = kernel.cmdline_persistent(facts, profile)
+    if not v.ok:
+        return v.found
+    left = []
+    for where, line in facts.boot_sources():
+        e = bootconfig.needed(cmdline.params(line), profile, drop_ids)
+        if e:
+            left.append(f"{where}: " + "; ".join((["lacks " + " ".join(e.add)] if e.add else []) +
+                                                 (["still has " + " ".join(e.remove)] if e.remove else [])))
+    return "; ".join(left)
 
 
 def bootconfig_change(path: str, old: str, new: str) -> FileChange | None:

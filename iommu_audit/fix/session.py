@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from iommu_audit.fix import apply, render
-from iommu_audit.fix.plan import CHANGE, PlanError, plan_host
+from iommu_audit.fix.plan import CHANGE, PlanError, boot_unmet, plan_host
 
 
 # Outcomes of a --fix/--undo run that leave the host other than asked: the session exits non-zero.
@@ -165,7 +165,8 @@ class FixSession:
                 continue
             self.echo(f"[{p.host}] applying run {run_id} (log and backups: {apply.LOG_ROOT}/{run_id}/ on the host)")
             try:
-                outcome = apply.apply_plan(apply.Host(t.host), p, run_id, self.echo)
+                outcome = apply.apply_plan(apply.Host(t.host), p, run_id, self.echo,
+                                           verify=lambda step, t=t: self.verify(t, step))
             except apply.FixError as exc:
                 self.echo(f"[{p.host}] not applied: {exc}")
                 outcome = "not-started"
@@ -196,6 +197,16 @@ class FixSession:
             record["after"] = after.failing if after else None
             self.state.fix_runs.append(record)
             self.echo(f"[{t.name}] undo of {run_id}: {outcome}")
+
+    def verify(self, t, step) -> str:
+        """A boot configuration step, judged on the host read again (plan.boot_unmet); "" when it holds."""
+        if step.requirement != "cmdline-persistent":
+            return ""
+        self.forget(t)
+        self.state.gather(t)
+        if t.name not in self.state.facts:
+            return f"cannot read the host again: {self.state.errors.get(t.name, 'no facts')}"
+        return boot_unmet(self.state.facts[t.name], self.state.profile_for(t), "vfio-ids-scope" in step.repairs)
 
     def forget(self, t) -> None:
         for d in (self.state.gathered, self.state.facts, self.state.errors):

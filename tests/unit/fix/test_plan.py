@@ -2,10 +2,12 @@
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from iommu_audit.fix.plan import CHANGE, MANUAL, REFUSED, WAITING, PlanError, checked_address, plan_host
+from iommu_audit.fix.plan import (CHANGE, MANUAL, REFUSED, WAITING, HostPlan, PlanError, Step, boot_unmet,
+                                  checked_address, plan_host)
 
 NVME1, NVME2, NVME3, NVME4 = "0000:06:00.0", "0000:07:00.0", "0000:08:00.0", "0000:09:00.0"
 
@@ -186,3 +188,79 @@ def test_host_device_held_by_a_running_vm_is_refused_not_unbound(host, dl360):
     refused = [s for s in plan.steps if s.requirement == "host-device-kept"]
     assert [s.kind for s in refused] == [REFUSED] and "running VM z-ceph-2" in refused[0].summary
     assert not [s for s in plan.changes if s.requirement == "host-device-kept"]
+
+
+# --- after the cmdline-persistent step: the next boot judged as the audit judges it -------------
+
+UBUNTU_CFG = Path(__file__).resolve().parents[2] / "data/grub/ubuntu-22.04-grub.cfg"
+UUID = "b2d4f6a8-1c3e-4a5b-9d7f-0e2c4a6b8d10"
+
+
+def _saved_default(host, saved: str):
+    """GRUB_DEFAULT=saved, Ubuntu's regenerated grub.cfg, grubenv naming the saved entry."""
+    if "GRUB_DEFAULT=0" in host.read("etc/default/grub"):
+        host.replace("etc/default/grub", "GRUB_DEFAULT=0", "GRUB_DEFAULT=saved\nGRUB_SAVEDEFAULT=true")
+        host.write("boot/grub/grub.cfg", UBUNTU_CFG.read_text())
+    env = f"# GRUB Environment Block\nsaved_entry={saved}\n"
+    return host.write("boot/grub/grubenv", env + "#" * (1024 - len(env)))
+
+
+def test_boot_unmet_judges_the_entry_grub_boots_not_the_first_linux_line(host, dl360):
+    # GRUB_SAVEDEFAULT saved the recovery entry (10_linux gives it GRUB_CMDLINE_LINUX only, and the
+    # arguments are in GRUB_CMDLINE_LINUX_DEFAULT): the first linux line of grub.cfg has them, the one grub boots not.
+    first = next(ln for ln in UBUNTU_CFG.read_text().splitlines() if ln.strip().startswith("linux"))
+    assert "intel_iommu=on iommu=pt" in first
+    _saved_default(host, f"gnulinux-advanced-{UUID}>gnulinux-5.15.0-91-generic-recovery-{UUID}")
+    unmet = boot_unmet(host.facts(), dl360, drop_ids=False)
+    assert "entry 'Advanced options for Ubuntu > Ubuntu, with Linux 5.15.0-91-generic (recovery mode)'" in unmet
+    assert "intel_iommu=on is missing" in unmet
+    _saved_default(host, f"gnulinux-advanced-{UUID}>gnulinux-5.15.0-89-generic-advanced-{UUID}")
+    assert boot_unmet(host.facts(), dl360, drop_ids=False) == ""
+
+
+def test_boot_unmet_when_the_default_is_unknown_wants_every_kernel_entry(host, dl360):
+    # default=${saved_entry} and no grubenv to read: the audit cannot tell the entry, so every one must agree.
+    _saved_default(host, "").remove("boot/grub/grubenv")
+    unmet = boot_unmet(host.facts(), dl360, drop_ids=False)
+    assert "which entry boots is unknown" in unmet and "(recovery mode)" in unmet and "intel_iommu=on" in unmet
+
+
+def test_boot_unmet_names_a_vfio_ids_left_when_the_step_was_to_drop_it(host, dl360):
+    host.replace("etc/default/grub", 'GRUB_CMDLINE_LINUX=""', 'GRUB_CMDLINE_LINUX="vfio-pci.ids=144d:a808"')
+    host.write("boot/grub/grub.cfg", host.read("boot/grub/grub.cfg").replace("iommu=pt", "iommu=pt vfio-pci.ids=144d:a808"))
+    facts = host.facts()
+    assert boot_unmet(facts, dl360, drop_ids=False) == ""  # the audit's cmdline-persistent does not look at ids
+    unmet = boot_unmet(facts, dl360, drop_ids=True)
+    assert "/etc/default/grub: still has vfio-pci.ids" in unmet and "/boot/grub/grub.cfg" in unmet
+
+
+def test_a_step_the_audit_finds_unmet_fails_and_rolls_back(host, dl360):
+    """apply_plan's verify: the step's script said done, the host read again says otherwise."""
+    from iommu_audit.fix import apply
+    calls = []
+
+    class Done:
+        rc, stdout, stderr = 0, "iommu-audit: done (reboot required)", ""
+
+    class FakeHost:
+        def run(self, requirement, *args):
+            calls.append((requirement, *args))
+            return Done
+
+        def sh(self, script, *args):
+            calls.append(("sh", *args))
+            return Done
+
+    _saved_default(host, f"gnulinux-advanced-{UUID}>gnulinux-5.15.0-91-generic-recovery-{UUID}")
+    step = Step("cmdline-persistent", "node1", "kernel arguments", args=["--boot", "grub"], repairs=["cmdline-persistent"])
+    lines = []
+    outcome = apply.apply_plan(FakeHost(), HostPlan("node1", [step], {}), "20261201T000000Z-abcd", lines.append,
+                               verify=lambda s: boot_unmet(host.facts(), dl360, "vfio-ids-scope" in s.repairs))
+    assert outcome == "rolled-back" and step.status == "rolled-back"
+    assert "FAILED: verify (the audit's own rule, on the host read again)" in step.output
+    assert "(recovery mode)" in step.output and any("step 1 failed" in ln for ln in lines)
+    step_dir = "/var/log/iommu-audit/20261201T000000Z-abcd/01-cmdline-persistent"
+    assert ("cmdline-persistent", "--step-dir", step_dir, "--boot", "grub") in calls
+    failure = next(ln for ln in step.output.splitlines() if ln.startswith("FAILED: verify"))
+    assert ("sh", step_dir, failure) in calls  # the failure is in the step's log on the host
+    assert calls[-1] == ("cmdline-persistent", "--undo", "--step-dir", step_dir)

@@ -74,3 +74,33 @@ def test_the_question_reads_the_terminal_not_pytests_captured_stdin(tmp_path, an
                     "--rootdir", str(tmp_path), str(tmp_path / "test_one.py")], env, answer)
     assert "Apply 2 change(s) on 1 host(s)? Type 'yes' to go on:" in r.stdout
     assert f"TERMINAL=True APPLY={applies}" in r.stdout, r.stdout
+
+
+def test_the_boot_step_is_verified_on_the_host_read_again(host, dl360):
+    """FixSession.verify: the facts are gathered anew (the step changed the host) and judged by plan.boot_unmet."""
+    from types import SimpleNamespace
+
+    from iommu_audit.fix.plan import Step
+    from iommu_audit.fix.session import FixSession
+
+    class State:
+        gathered, facts, errors, reads = {}, {}, {}, []
+
+        def gather(self, t):
+            self.reads.append(t.name)
+            if t.name == "gone":
+                self.errors[t.name] = "ssh: connection refused"
+            else:
+                self.facts[t.name] = host.facts()
+
+        def profile_for(self, t):
+            return dl360
+    fs = FixSession.__new__(FixSession)
+    fs.state, node = State(), SimpleNamespace(name="node1")
+    fs.state.facts["node1"] = "stale facts from before the step"
+    boot = Step("cmdline-persistent", "node1", "kernel arguments", repairs=["cmdline-persistent"])
+    assert fs.verify(node, Step("bound-to-vfio", "ceph-nvme-1", "bind")) == "" and fs.state.reads == []
+    assert fs.verify(node, boot) == "" and fs.state.reads == ["node1"]
+    host.replace("boot/grub/grub.cfg", "intel_iommu=on", "intel_iommu=off")  # what a failed regeneration leaves
+    assert "/boot/grub/grub.cfg" in fs.verify(node, boot) and "intel_iommu=off disables" in fs.verify(node, boot)
+    assert fs.verify(SimpleNamespace(name="gone"), boot) == "cannot read the host again: ssh: connection refused"
