@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from iommu_audit.facts import HostFacts
 from iommu_audit.fix import bootconfig
 from iommu_audit.parsers import cmdline
-from iommu_audit.parsers.modules import modprobe_vfio_ids
+from iommu_audit.parsers.modules import DRIVERCTL_RULE, DRIVERCTL_UNIT, OWN_RULE, driverctl_appliers, modprobe_vfio_ids
 from iommu_audit.profile import Device, Disk, Profile
 from iommu_audit.rules import devices, disks, firmware, kernel, overrides, vms
 from iommu_audit.verdict import Verdict
@@ -288,15 +288,31 @@ class _Planner:
                                                                   "(run --fix again after it)"
             binds.append(step)
         if wants_persist:
-            persists.append(Step("vfio-binding-persistent", d.name, f"bind {addr} to vfio-pci at every boot "
-                                 "(driverctl, else /etc/driverctl.d + a udev rule; never vfio-pci.ids)",
-                                 args=[addr], commands=[f"driverctl set-override {addr} vfio-pci, or write "
-                                                        f"/etc/driverctl.d/pci-{addr} and "
-                                                        "/etc/udev/rules.d/89-iommu-audit-vfio.rules"],
-                                 repairs=["vfio-binding-persistent"]))
+            persists.append(self.persist(d, addr))
         if not assigned.ok and not assigned.skip:
             assigns += self.assign(d, addr, assigned)
         return binds, persists, assigns
+
+    def persist(self, d: Device, addr: str) -> Step:
+        """As fixes/vfio-binding-persistent.sh decides on the host: driverctl where its udev rule and unit
+        apply /etc/driverctl.d at boot (the audit's driverctl_appliers), else our own udev rule."""
+        usable, why_not = driverctl_appliers(self.f.binders)
+        rule = f"/etc/udev/rules.d/{OWN_RULE}"
+        ours = "/etc/driverctl.d/pci-" + addr + f" + {rule} (applies it at boot)"
+        if any(a.startswith("driverctl's") for a in usable):
+            return Step("vfio-binding-persistent", d.name, f"bind {addr} to vfio-pci at every boot: driverctl "
+                        "set-override (never vfio-pci.ids)", args=[addr],
+                        commands=[f"driverctl set-override {addr} vfio-pci (if driverctl is not installed: {ours})"],
+                        repairs=["vfio-binding-persistent"])
+        installed = any(b.path.endswith(("/" + DRIVERCTL_RULE, "/" + DRIVERCTL_UNIT)) for b in self.f.binders)
+        driverctl = why_not[0] + " (left as it is)" if installed else "driverctl is not installed"
+        masked = next((b.why_not() for b in self.f.binders if b.path == rule and b.why_not()), "")
+        if masked:
+            return Step("vfio-binding-persistent", d.name, f"refused: {driverctl}, and {masked}: nothing would apply "
+                        f"/etc/driverctl.d/pci-{addr} at boot; remove one of the masks, then run --fix again", REFUSED)
+        return Step("vfio-binding-persistent", d.name, f"bind {addr} to vfio-pci at every boot with our udev rule, "
+                    f"because {driverctl} (never vfio-pci.ids)", args=[addr], commands=[f"write {ours}"],
+                    repairs=["vfio-binding-persistent"])
 
     def assign(self, d: Device, addr: str, v: Verdict) -> list[Step]:
         problem = vms.libvirt_unusable(self.f, d.vm)

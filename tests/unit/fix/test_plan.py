@@ -39,6 +39,18 @@ def test_missing_persistence_and_hostdev_are_planned_in_dependency_order(host, d
     assert plan.changes[2].args == ["z-ceph-1", NVME1]
 
 
+def test_the_persistence_step_says_what_will_apply_the_binding_at_boot(host, dl360):
+    host.remove(f"etc/driverctl.d/pci-{NVME1}")
+    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "managed='yes'", "managed='no'")
+    [step] = plan_host(host.facts(), dl360).changes
+    assert step.summary == f"bind {NVME1} to vfio-pci at every boot: driverctl set-override (never vfio-pci.ids)"
+    host.remove("lib/udev/rules.d/05-driverctl.rules").remove("lib/systemd/system/driverctl@.service")
+    [step] = plan_host(host.facts(), dl360).changes
+    assert "with our udev rule, because driverctl is not installed" in step.summary and step.args == [NVME1]
+    assert step.commands == [f"write /etc/driverctl.d/pci-{NVME1} + /etc/udev/rules.d/89-iommu-audit-vfio.rules "
+                             "(applies it at boot)"]
+
+
 def test_mounted_device_is_refused_naming_the_mount(host, dl360):
     host.bind(NVME4, "nvme")
     pci4 = replace(dl360.device_named("host-nvme-4"), vm="z-ceph-9")  # the host's system drive, profiled for a VM

@@ -15,9 +15,9 @@ SHELLS = [s for s in ("dash", "busybox") if shutil.which(s)]
 ADDR = "0000:06:00.0"
 
 
-def sh(shell, script, *args, root=None):
+def sh(shell, script, *args, root=None, bin_dir=None):
     cmd = [shell, "sh"] if shell == "busybox" else [shell]
-    env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = {**os.environ, "PATH": (f"{bin_dir}:" if bin_dir else "") + "/usr/sbin:/usr/bin:/sbin:/bin"}
     if root:
         env["IOMMU_AUDIT_ROOT"] = str(root)
     return subprocess.run([*cmd, str(FIXES / script), *args], capture_output=True, text=True, env=env, timeout=60)
@@ -66,6 +66,43 @@ def test_persistence_without_driverctl_writes_the_override_and_rule_and_undoes_t
     assert u.returncode == 0, u.stderr
     assert not (root / f"etc/driverctl.d/pci-{ADDR}").exists()
     assert not (root / "etc/udev/rules.d/89-iommu-audit-vfio.rules").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_driverctl_with_its_rule_masked_gets_our_rule_as_the_audit_asks(shell, host, dl360, tmp_path):
+    """driverctl installed, its udev rule masked: the override file alone binds nothing at boot. The old
+    script said 'nothing to do: driverctl override exists'; the plan and the script now agree with the audit."""
+    from iommu_audit.fix.plan import REFUSED, plan_host
+    from iommu_audit.rules.devices import vfio_binding_persistent
+    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "managed='yes'", "managed='no'")  # else libvirt binds it
+    host.path("etc/udev/rules.d").mkdir(parents=True)
+    host.path("etc/udev/rules.d/05-driverctl.rules").symlink_to("/dev/null")
+    nvme1, mask = dl360.device_named("ceph-nvme-1"), "/etc/udev/rules.d/05-driverctl.rules masks it (a link to /dev/null)"
+    assert host.read(f"etc/driverctl.d/pci-{ADDR}") == "vfio-pci\n"
+    v = vfio_binding_persistent(host.facts(), nvme1)
+    assert not v.ok and mask in v.found
+    [step] = [s for s in plan_host(host.facts(), dl360).changes if s.requirement == "vfio-binding-persistent"]
+    assert f"with our udev rule, because driverctl: {mask} (left as it is)" in step.summary and step.args == [ADDR]
+    bin_dir, calls, step_dir = tmp_path / "bin", tmp_path / "driverctl.calls", tmp_path / "step"
+    bin_dir.mkdir()
+    (bin_dir / "driverctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (bin_dir / "driverctl").chmod(0o755)
+    r = sh(shell, "vfio-binding-persistent.sh", "--step-dir", str(step_dir), *step.args, root=host.root, bin_dir=bin_dir)
+    assert r.returncode == 0, r.stderr
+    assert f"driverctl applies nothing at boot: {mask}: /etc/driverctl.d/pci-{ADDR}, applied at boot by " \
+        "/etc/udev/rules.d/89-iommu-audit-vfio.rules" in r.stdout and not calls.exists()
+    v = vfio_binding_persistent(host.facts(), nvme1)
+    assert v.ok and "(applied at boot by /etc/udev/rules.d/89-iommu-audit-vfio.rules)" in v.found
+    assert os.readlink(host.path("etc/udev/rules.d/05-driverctl.rules")) == "/dev/null"  # the admin's mask stays
+    assert sh(shell, "vfio-binding-persistent.sh", "--undo", "--step-dir", str(step_dir), root=host.root).returncode == 0
+    # Our rule masked as well: nothing would apply the file at boot; the plan and the script refuse, naming both.
+    host.path("etc/udev/rules.d/89-iommu-audit-vfio.rules").symlink_to("/dev/null")
+    [step] = [s for s in plan_host(host.facts(), dl360).steps if s.requirement == "vfio-binding-persistent"]
+    assert step.kind == REFUSED and mask in step.summary and \
+        "/etc/udev/rules.d/89-iommu-audit-vfio.rules masks it (a link to /dev/null)" in step.summary
+    r = sh(shell, "vfio-binding-persistent.sh", "--step-dir", str(tmp_path / "again"), ADDR, root=host.root, bin_dir=bin_dir)
+    assert r.returncode == 3 and mask in r.stderr and "89-iommu-audit-vfio.rules masks it (a link to /dev/null)" in r.stderr
+    assert os.readlink(host.path("etc/udev/rules.d/89-iommu-audit-vfio.rules")) == "/dev/null" and not calls.exists()
 
 
 @pytest.mark.parametrize("shell", SHELLS)
