@@ -5,7 +5,7 @@ Test ids read as requirement[host-device], e.g. test_bound_to_vfio[node1-ceph-nv
 
 import pytest
 
-from iommu_audit.plugin import UNREAD, Judge, state_of
+from iommu_audit.plugin import Judge, state_of
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -27,9 +27,20 @@ SUBJECTS = {"device": lambda p: p.passthrough_devices, "host_device": lambda p: 
             "disk": lambda p: p.disks}
 
 
+# The fixtures take no `request`: pytest builds a fixture definition for `request` each time a
+# fixture asking for it is looked up, several times per check (bench/speed.py: most of a large
+# host's run). The session's config comes from this hook instead.
+_config: pytest.Config | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _config
+    _config = config
+
+
 @pytest.fixture(scope="session")
-def audit_state(request):
-    return state_of(request.config)
+def audit_state():
+    return state_of(_config)
 
 
 @pytest.fixture(scope="module")
@@ -37,24 +48,17 @@ def profile(audit_state, target):
     return audit_state.profile_for(target)
 
 
-@pytest.fixture
-def facts(request, host_facts, target):
-    if host_facts is None:  # the run fails for this host all the same (plugin.UnreadHosts)
-        request.node.user_properties.append((UNREAD, target.name))
-        pytest.skip(f"no facts from {target.name}: see test_facts_gathered[{target.name}]")
-    return host_facts
-
-
 @pytest.fixture(scope="module")
-def host_facts(audit_state, target):
-    """The host's facts, gathered once; None if it could not be read."""
+def facts(audit_state, target):
+    """The host's facts, gathered once; a host that could not be read skips its checks
+    (the run fails for it all the same: test_facts_gathered, plugin.UnreadHosts)."""
     audit_state.gather(target)
     if target.name in audit_state.errors:
-        return None
+        pytest.skip(f"no facts from {target.name}: see test_facts_gathered[{target.name}]")
     return audit_state.facts[target.name]
 
 
-@pytest.fixture
-def audit(request, audit_state):
-    """Call with a Verdict: passes, fails with found/expected/fix, or records a waiver/advisory."""
-    return Judge(request, audit_state)
+@pytest.fixture(scope="session")
+def audit(audit_state):
+    """Call with a Verdict: the running check passes, fails with found/expected/fix, or records a waiver/advisory."""
+    return Judge(audit_state)

@@ -95,6 +95,7 @@ class AuditState:
     unread: set[str] = field(default_factory=set)  # hosts whose checks were skipped for want of facts
     host_profiles: dict[str, profiles.Profile] = field(default_factory=dict)  # per host; else `profile`
     fix_runs: list[dict] = field(default_factory=list)  # one per host and --fix/--undo run (fix/session.py)
+    running: pytest.Item | None = None  # the check being run, which `audit` judges
 
     def profile_for(self, target: gather.Target | None) -> profiles.Profile:
         return self.host_profiles.get(target.name, self.profile) if target else self.profile
@@ -313,22 +314,20 @@ def gathered_verdict(state: AuditState, target: gather.Target) -> Verdict:
 
 
 class Judge:
-    """Turns a Verdict into a pytest outcome, honouring severity and waivers."""
+    """Turns a Verdict into a pytest outcome for the running check, honouring severity and waivers."""
 
-    def __init__(self, request: pytest.FixtureRequest, state: AuditState):
-        self.request = request
+    def __init__(self, state: AuditState):
         self.state = state
-        marker = request.node.get_closest_marker("requirement")
-        if marker is None or marker.args[0] not in CATALOG:
-            raise pytest.UsageError(f"{request.node.nodeid}: checks need @pytest.mark.requirement(<id from the catalog>)")
-        self.requirement = CATALOG[marker.args[0]]
-        params = getattr(request.node, "callspec", None)
-        params = params.params if params else {}
-        self.subject = next((params[s] for s in SUBJECTS if s in params), None)
-        self.host = params.get("target")
 
     def __call__(self, verdict: Verdict) -> None:
-        req, node = self.requirement, self.request.node
+        node = self.state.running  # one check at a time (per process): the attributes below are its own
+        marker = node.get_closest_marker("requirement")
+        if marker is None or marker.args[0] not in CATALOG:
+            raise pytest.UsageError(f"{node.nodeid}: checks need @pytest.mark.requirement(<id from the catalog>)")
+        self.requirement = req = CATALOG[marker.args[0]]
+        params = node.callspec.params if hasattr(node, "callspec") else {}
+        self.subject = next((params[s] for s in SUBJECTS if s in params), None)
+        self.host = params.get("target")
         profile = self.state.profile_for(self.host)
         severity = profile.severity_of(req.id)
         for key, value in (("requirement", req.id), ("severity", severity), ("profile", profile.name),
@@ -414,6 +413,13 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state = item.config.stash.get(STATE, None)
+    if state:
+        state.running = item
+
+
 UNREAD = "iommu-audit-unread-host"  # user property of a check skipped for want of its host's facts
 
 
@@ -423,6 +429,14 @@ class UnreadHosts:
 
     def __init__(self, state: AuditState):
         self.state = state
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        report = yield
+        target = item.callspec.params.get("target") if hasattr(item, "callspec") else None
+        if report.skipped and report.when == "setup" and target and target.name in self.state.errors:
+            report.user_properties.append((UNREAD, target.name))  # the `facts` fixture skipped it
+        return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.skipped:
