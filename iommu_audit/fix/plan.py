@@ -130,9 +130,11 @@ class _Planner:
         mods = self.verdict("vfio-modules", host, kernel.vfio_modules(f, p))
         if not mods.ok:
             missing = [m for m in kernel.VFIO_MODULES if not f.modules.active(m)]
-            if all(m in f.modules.on_disk for m in missing):
+            # A blacklist/install line keeps VFIO from loading at boot whatever fixes/vfio-modules.sh writes.
+            if missing and all(m in f.modules.on_disk for m in missing) and not kernel.vfio_load_blockers(f):
                 out.append(Step("vfio-modules", host, f"load {', '.join(missing)} now and at every boot",
-                                commands=["modprobe vfio-pci", "write /etc/modules-load.d/vfio-pci.conf"],
+                                commands=[f"modprobe {m}" for m in missing if m != "vfio"] +
+                                ["write /etc/modules-load.d/vfio-pci.conf"],
                                 repairs=["vfio-modules"]))
             else:
                 out.append(Step("vfio-modules", host, f"{mods.found}: {mods.fix}", MANUAL))
@@ -319,13 +321,19 @@ class _Planner:
         if problem:
             return [Step("assigned-to-vm", d.name, f"{problem.found}: {problem.fix}", MANUAL)]
         users = {dom.name for dom, _ in self.f.hostdev_users(addr)}
+        # Its own VM must hold it in the persistent definition (a hot-plug is gone at the next start).
+        defined = {dom.name for dom, hd in self.f.hostdev_users(addr) if hd not in dom.hot_plugged}
         out = []
-        if d.vm not in users:
+        if d.vm not in defined:
             out.append(Step("assigned-to-vm", d.name, f"add <hostdev managed='yes'> {addr} to {d.vm}'s persistent "
                             "definition (a running VM gets it at its next start)", args=[d.vm, addr],
                             commands=[f"virsh attach-device {d.vm} <hostdev {addr}> --config"],
                             repairs=["assigned-to-vm"]))
         out += self.detach_steps(d.name, addr, sorted(users - {d.vm}))
+        for dom, src, name in self.f.disk_sources():  # a VM given a disk on this controller reaches it too
+            if self.f.block[name].pci_address == addr:
+                out.append(Step("assigned-to-vm", d.name, f"{dom.name} has {src}, a disk on {addr}: remove it by "
+                                f"hand (virsh detach-disk {dom.name} {src} --config)", MANUAL))
         return out
 
     def detach_steps(self, subject: str, addr: str, others: list[str]) -> list[Step]:

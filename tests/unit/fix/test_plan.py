@@ -276,3 +276,40 @@ def test_a_step_the_audit_finds_unmet_fails_and_rolls_back(host, dl360):
     failure = next(ln for ln in step.output.splitlines() if ln.startswith("FAILED: verify"))
     assert ("sh", step_dir, failure) in calls  # the failure is in the step's log on the host
     assert calls[-1] == ("cmdline-persistent", "--undo", "--step-dir", step_dir)
+
+
+# --- the plan plans what the audit fails (or says it cannot) ------------------------------------
+
+def test_vfio_blocked_at_boot_is_a_manual_step_not_a_load(host, dl360):
+    # Loaded now, blacklisted for the next boot: loading it and writing modules-load.d would not make it pass.
+    from tests.unit.rules.test_kernel import modular_vfio
+    modular_vfio(host).write("etc/modprobe.d/no-vfio.conf", "blacklist vfio-pci\n")
+    plan = plan_host(host.facts(), dl360)
+    [step] = [s for s in plan.steps if s.requirement == "vfio-modules"]
+    assert step.kind == MANUAL and "'blacklist vfio-pci' in /etc/modprobe.d/no-vfio.conf" in step.summary
+    assert not [s for s in plan.steps if s.requirement == "initramfs"]
+
+
+def test_a_device_only_hot_plugged_into_its_vm_is_attached_to_the_definition(host, dl360):
+    from tests.unit.rules.test_vms import HOTPLUG_NVME1
+    host.replace("etc/libvirt/qemu/z-ceph-1.xml", "bus='0x06' slot='0x00'", "bus='0x07' slot='0x00'")
+    host.replace("run/libvirt/qemu/z-ceph-1.xml", "bus='0x06' slot='0x00'", "bus='0x07' slot='0x00'")
+    host.replace("run/libvirt/qemu/z-ceph-1.xml", "    <interface type='bridge'>", HOTPLUG_NVME1 + "    <interface type='bridge'>")
+    plan = plan_host(host.facts(), dl360)
+    assert "assigned-to-vm[ceph-nvme-1]" in plan.failing
+    assert [s.args for s in plan.changes if s.subject == "ceph-nvme-1"] == [["z-ceph-1", NVME1]]
+
+
+def test_a_disk_of_the_passed_controller_in_another_vm_is_a_manual_step(host, dl360):
+    from iommu_audit.fix.plan import _Planner
+    from iommu_audit.rules import vms
+    passed = replace(dl360.device_named("host-nvme-4"), vm="z-ceph-3")
+    host.replace("etc/libvirt/qemu/z-ceph-3.xml", "bus='0x08' slot='0x00'", "bus='0x09' slot='0x00'")
+    host.replace("etc/libvirt/qemu/z-gluster-1.xml", "<source file='/var/lib/libvirt/images/z-gluster-1.qcow2'/>",
+                 "<source file='/dev/nvme0n1p3'/>")
+    facts = host.facts()
+    v = vms.assigned_to_vm(facts, passed)
+    assert not v.ok and "z-gluster-1 has /dev/nvme0n1p3, a disk on 0000:09:00.0" in v.found
+    [step] = _Planner(facts, dl360, False).assign(passed, NVME4, v)
+    assert step.kind == MANUAL and "z-gluster-1 has /dev/nvme0n1p3, a disk on 0000:09:00.0" in step.summary
+    assert "virsh detach-disk z-gluster-1 /dev/nvme0n1p3 --config" in step.summary
