@@ -29,26 +29,29 @@ def host_path(root: str, parts: list[str], links: dict | None = None) -> list[st
     is (its link text, or None) across calls: a host copy's links share most of their paths."""
     links = {} if links is None else links
     out: list[str] = []
-    todo = list(parts)
+    paths = [root.rstrip("/")]  # paths[i]: root joined with out[:i] (built as it goes: os.path.join costs)
+    todo = parts[::-1]  # next component last
     hops = 0
     while todo:
-        c = todo.pop(0)
+        c = todo.pop()
         if c in ("", "."):
             continue
         if c == "..":
             if out:
                 out.pop()
+                paths.pop()
             continue
-        target = _link_text_of(os.path.join(root, *out, c), links)
+        target = _link_text_of(f"{paths[-1]}/{c}", links)
         if target is not None:
             hops += 1
             if hops > MAX_LINK_HOPS:
                 return None
             if target.startswith("/"):
-                out = []
-            todo = target.split("/") + todo
+                out, paths = [], paths[:1]
+            todo += target.split("/")[::-1]
         else:
             out.append(c)
+            paths.append(f"{paths[-1]}/{c}")
     return out
 
 

@@ -125,10 +125,11 @@ def build(state, collector: Collector, config: pytest.Config, now: datetime.date
     host_order = {name: i for i, name in enumerate(targets)}
     req_order = {rid: i for i, rid in enumerate(CATALOG)}
 
+    place = {host: {s.name: i for i, s in enumerate([*p.devices, *p.disks])} for host, p in profile_of.items()}
+
     def subject_order(r: dict) -> int:
-        p = profile_of.get(r["host"])
-        names = [s.name for s in [*p.devices, *p.disks]] if p else []
-        return -1 if r["subject"] is None else names.index(r["subject"]) if r["subject"] in names else len(names)
+        names = place.get(r["host"], {})
+        return -1 if r["subject"] is None else names.get(r["subject"], len(names))
 
     results = sorted(collector.items.values(), key=lambda r: (
         host_order.get(r["host"], len(host_order)), req_order.get(r["requirement"], len(req_order)),
