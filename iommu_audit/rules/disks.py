@@ -40,7 +40,7 @@ def disk_not_used_by_host(facts: HostFacts, disk: Disk) -> Verdict:
     return passed(f"/dev/{name} and its partitions are not mounted, swap, LVM, md or in fstab/crypttab", notes)
 
 
-def _disk_routes(facts: HostFacts, name: str) -> list[tuple[str, str]]:
+def disk_routes(facts: HostFacts, name: str) -> list[tuple[str, str]]:
     """(domain, source) for every way a VM reaches the disk: a <disk> (block or file) whose source resolves
     to it or to one of its partitions, or a <hostdev> of the controller that holds it."""
     out = [(dom.name, src) for dom, src, n in facts.disk_sources() if facts.block[n].disk == name]
@@ -62,7 +62,7 @@ def disk_assigned_to_vm(facts: HostFacts, disk: Disk) -> Verdict:
     problem = libvirt_unusable(facts, disk.vm)
     if problem:
         return problem
-    routes = _disk_routes(facts, name)
+    routes = disk_routes(facts, name)
     # Its own VM: a <disk type='block'> naming the whole disk. Every other route is a second way in.
     whole = [src for dom, src in routes if dom == disk.vm and facts.kernel_name(src) == name and
              any(d.name == dom and src in d.block_disks for d in facts.domains)]

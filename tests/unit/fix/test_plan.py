@@ -313,3 +313,26 @@ def test_a_disk_of_the_passed_controller_in_another_vm_is_a_manual_step(host, dl
     [step] = _Planner(facts, dl360, False).assign(passed, NVME4, v)
     assert step.kind == MANUAL and "z-gluster-1 has /dev/nvme0n1p3, a disk on 0000:09:00.0" in step.summary
     assert "virsh detach-disk z-gluster-1 /dev/nvme0n1p3 --config" in step.summary
+
+
+def test_every_route_the_audit_fails_for_a_disk_is_planned_or_left_to_a_person(host, dl360):
+    from iommu_audit.rules import disks
+    from tests.unit.rules.test_disks import SDA_XML, add_partition
+    hdd1, wwn = dl360.device_named("gluster-hdd-1"), "/dev/disk/by-id/wwn-0x5000c500b1c2d3e4"
+
+    def steps():
+        facts = host.facts()
+        assert not disks.disk_assigned_to_vm(facts, hdd1).ok
+        return [(s.kind, s.args, s.summary) for s in plan_host(facts, dl360).steps if s.subject == "gluster-hdd-1"]
+    # In the running VM only (attach-disk --live): the persistent definition gets it.
+    host.replace(SDA_XML, f"<source dev='{wwn}'/>", "<source dev='/var/lib/libvirt/images/z-gluster-1-data.raw'/>")
+    assert [(k, a) for k, a, _ in steps()] == [(CHANGE, ["z-gluster-1", wwn])]
+    host.replace(SDA_XML, "<source dev='/var/lib/libvirt/images/z-gluster-1-data.raw'/>", f"<source dev='{wwn}'/>")
+    # A partition of it in another VM, and the disk as another VM's file source: a person detaches them.
+    add_partition(host, "sda", "sda1")
+    host.replace("etc/libvirt/qemu/z-gluster-2.xml", "wwn-0x5000c500b1c2d3f5", "wwn-0x5000c500b1c2d3e4-part1")
+    host.replace("etc/libvirt/qemu/z-ceph-2.xml", "/var/lib/libvirt/images/z-ceph-2.qcow2", "/dev/sda")
+    manual = sorted(s for k, _, s in steps() if k == MANUAL)
+    assert len(manual) == 2 and not [k for k, _, _ in steps() if k == CHANGE]
+    assert manual[0].startswith(f"z-ceph-2 also reaches {wwn} through /dev/sda: --fix never takes a disk away")
+    assert manual[1].startswith(f"z-gluster-2 also reaches {wwn} through {wwn}-part1")
