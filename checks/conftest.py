@@ -27,9 +27,10 @@ SUBJECTS = {"device": lambda p: p.passthrough_devices, "host_device": lambda p: 
             "disk": lambda p: p.disks}
 
 
-# The fixtures take no `request`: pytest builds a fixture definition for `request` each time a
-# fixture asking for it is looked up, several times per check (bench/speed.py: most of a large
-# host's run). The session's config comes from this hook instead.
+# The per-check fixtures ask for as little as they can, `request` least of all: pytest looks up
+# every fixture a fixture asks for at each check, and builds a new definition for `request` at
+# each lookup (bench/speed.py: most of a large host's run). The session's config comes from this
+# hook instead.
 _config: pytest.Config | None = None
 
 
@@ -44,21 +45,22 @@ def audit_state():
 
 
 @pytest.fixture(scope="module")
-def profile(audit_state, target):
-    return audit_state.profile_for(target)
+def profile(target):
+    return state_of(_config).profile_for(target)
 
 
 @pytest.fixture(scope="module")
-def facts(audit_state, target):
+def facts(target):
     """The host's facts, gathered once; a host that could not be read skips its checks
     (the run fails for it all the same: test_facts_gathered, plugin.UnreadHosts)."""
-    audit_state.gather(target)
-    if target.name in audit_state.errors:
+    state = state_of(_config)
+    state.gather(target)
+    if target.name in state.errors:
         pytest.skip(f"no facts from {target.name}: see test_facts_gathered[{target.name}]")
-    return audit_state.facts[target.name]
+    return state.facts[target.name]
 
 
 @pytest.fixture(scope="session")
-def audit(audit_state):
+def audit():
     """Call with a Verdict: the running check passes, fails with found/expected/fix, or records a waiver/advisory."""
-    return Judge(audit_state)
+    return Judge(state_of(_config))
