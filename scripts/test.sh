@@ -11,6 +11,8 @@ fi
 # Two workers: most of these tests run the audit in a subprocess, so both cores stay busy.
 .venv/bin/python -m pytest tests --ignore=tests/e2e -ra -n 2
 first=$?
-.venv/bin/python -m pytest tests/e2e -ra --durations=12
+# Each guest is a single-core QEMU (TCG without KVM), so two workers: each runs a whole file (or files
+# sharing a guest) at a time, slowest first (tests/e2e/conftest.py).
+.venv/bin/python -m pytest tests/e2e -ra --durations=12 -n 2
 second=$?
 [ "$first" -eq 0 ] && [ "$second" -eq 0 ]

@@ -8,6 +8,7 @@ import base64
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from iommu_audit.fix import bootconfig
 from iommu_audit.fix.plan import FileChange
 from iommu_audit.parsers import cmdline, grub
 from tests.e2e.harness.fixtures import skip_or_fail
+from tests.e2e.harness.guest_image import cache_lock
 
 FIXES = Path(__file__).resolve().parents[2] / "fixes"
 CACHE = Path.home() / ".cache" / "iommu-audit" / "grub-common"
@@ -53,18 +55,21 @@ cp /boot/grub/grub.cfg "$t/cfg.undone"; cp /etc/default/grub "$t/grub.undone"
 def grub_common() -> Path:
     """Debian's grub-common + grub2-common, unpacked (not installed) into the cache."""
     root = CACHE / "root"
-    if (root / "usr/sbin/grub-mkconfig").exists():
-        return root
     for tool in ("apt-get", "dpkg", "unshare"):
         if not shutil.which(tool):
             skip_or_fail(f"{tool} is missing")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["apt-get", "download", "grub-common", "grub2-common"], cwd=CACHE, capture_output=True,
-                       text=True, timeout=300)
-    if r.returncode != 0:
-        skip_or_fail(f"apt-get download grub-common failed: {r.stderr.strip()[-300:]}")
-    for deb in CACHE.glob("*.deb"):
-        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+    with cache_lock(CACHE):  # test_reboot.py may ask for it at the same time in another worker (-n 2)
+        if (root / "usr/sbin/grub-mkconfig").exists():
+            return root
+        with tempfile.TemporaryDirectory(prefix="download-", dir=CACHE) as tmp:
+            r = subprocess.run(["apt-get", "download", "grub-common", "grub2-common"], cwd=tmp, capture_output=True,
+                               text=True, timeout=300)
+            if r.returncode != 0:
+                skip_or_fail(f"apt-get download grub-common failed: {r.stderr.strip()[-300:]}")
+            for deb in Path(tmp).glob("*.deb"):
+                subprocess.run(["dpkg", "-x", str(deb), f"{tmp}/root"], check=True)
+            shutil.rmtree(root, ignore_errors=True)  # a partial one from an interrupted run
+            Path(tmp, "root").rename(root)  # complete or absent
     return root
 
 

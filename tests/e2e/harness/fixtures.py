@@ -5,7 +5,8 @@ Use from a conftest.py:
     from tests.e2e.harness.fixtures import *  # noqa: F401,F403
 
 Fixtures: ``guest_image``, ``boot_guest`` (factory), ``libvirtd_server``
-(Libvirtd object with helpers) and ``libvirtd`` (its URI string).
+(Libvirtd object with helpers) and ``libvirtd`` (its URI string). Under
+pytest-xdist each worker has its own session, so its own guests and libvirtd.
 When QEMU/libvirt/tools are missing the fixtures skip locally but fail
 under CI=true, so a CI machine without the harness cannot pass silently.
 """

@@ -11,7 +11,9 @@ the shared libraries ``ldd`` reports; the kernel comes from ``apt-get download``
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import gzip
 import hashlib
 import os
@@ -21,6 +23,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
 INIT_SCRIPT = HERE / "guest_init.sh"
@@ -130,7 +133,24 @@ def build(cache_dir: Path | None = None, *, force: bool = False) -> GuestImage:
     reason = unavailable_reason()
     if reason:
         raise RuntimeError(reason)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    with cache_lock(cache_dir):
+        img = _image_at(out, kver)  # another process (an xdist worker) may have built it meanwhile
+        if img and not force:
+            return img
+        return _build(cache_dir, out, pkg, kver)
+
+
+@contextlib.contextmanager
+def cache_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (created if missing) for building into it:
+    test processes running at once (``pytest -n 2``) build each cache entry once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def _build(cache_dir: Path, out: Path, pkg: str, kver: str) -> GuestImage:
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="guest-build-", dir=cache_dir) as tmp:
         tmp = Path(tmp)
@@ -370,14 +390,15 @@ def with_udev(image: GuestImage, *, driverctl: bool = False) -> GuestImage:
     """
     name = "driverctl" if driverctl else "udev"
     out = image.initrd.parent / f"initramfs-{name}.cpio.gz"
-    if not out.exists():
-        base = set(_cpio_names(image.initrd))
-        layers = [(UDEV_PACKAGES, [])] + ([(DRIVERCTL_PACKAGES, ["/usr/bin/bash"])] if driverctl else [])
-        parts = [image.initrd.read_bytes()]
-        parts += [_overlay(packages, extra, base, image.initrd.parent) for packages, extra in layers]
-        tmp = out.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(parts))
-        tmp.rename(out)
+    with cache_lock(image.initrd.parent):  # pytest -n 2: one worker builds it, the other waits
+        if not out.exists():
+            base = set(_cpio_names(image.initrd))
+            layers = [(UDEV_PACKAGES, [])] + ([(DRIVERCTL_PACKAGES, ["/usr/bin/bash"])] if driverctl else [])
+            parts = [image.initrd.read_bytes()]
+            parts += [_overlay(packages, extra, base, image.initrd.parent) for packages, extra in layers]
+            tmp = out.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(parts))
+            tmp.rename(out)
     return dataclasses.replace(image, initrd=out,
                                size_bytes=image.kernel.stat().st_size + out.stat().st_size)
 

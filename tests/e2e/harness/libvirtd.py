@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from .qemu import die_with_parent
+
 LIBVIRTD_CONF = """\
 unix_sock_dir = "{sock}"
 unix_sock_rw_perms = "0700"
@@ -182,7 +184,7 @@ def private_libvirtd(timeout: float = 60) -> Iterator[Libvirtd]:
         proc = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "--", "sh", "-c", NAMESPACE_SETUP,
              "sh", str(tmp)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True)
+            env=env, preexec_fn=die_with_parent)  # unshare, then sh, exec libvirtd: one process
     d = Libvirtd(tmp, proc)
     try:
         _wait_ready(d, timeout)

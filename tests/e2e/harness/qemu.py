@@ -65,8 +65,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    # If pytest is killed, the kernel kills QEMU too: no stray guests.
+def die_with_parent() -> None:
+    """preexec_fn: if pytest is killed, the kernel kills this child too (no stray guests or
+    libvirtd); it also gets its own session."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setsid()
@@ -201,7 +202,7 @@ class Guest:
             self._write_ssh_config()
             self.proc = subprocess.Popen(
                 self.qemu_command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
             time.sleep(0.3)
             if self.proc.poll() is None:
                 break
