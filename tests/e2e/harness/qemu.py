@@ -86,7 +86,7 @@ def accel(image: GuestImage) -> str:
         _ACCEL_USED = (forced, f"IOMMU_AUDIT_ACCEL={forced}")
         return forced
     if _KVM_OK is None:
-        _KVM_OK, _KVM_WHY = _probe_kvm(image)
+        _KVM_OK, _KVM_WHY = _probe_kvm_once_per_boot(image)
     _ACCEL_USED = ("kvm" if _KVM_OK else "tcg", _KVM_WHY)
     return _ACCEL_USED[0]
 
@@ -97,6 +97,21 @@ def accel_line() -> str:
         return ""
     mode, why = _ACCEL_USED
     return f"e2e guests ran under {'KVM' if mode == 'kvm' else 'TCG (software emulation: slow)'}: {why}"
+
+
+def _probe_kvm_once_per_boot(image: GuestImage) -> tuple[bool, str]:
+    """_probe_kvm's answer, kept next to the image for this boot of the machine: a probe that
+    hangs costs 30 s of a spinning core, and every test process (xdist worker, single-file run) asks."""
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    saved = image.kernel.parent / f"kvm-probe-{boot_id}"
+    with guest_image.cache_lock(image.kernel.parent):
+        if not saved.exists():
+            ok, why = _probe_kvm(image)
+            for old in image.kernel.parent.glob("kvm-probe-*"):  # earlier boots
+                old.unlink()
+            saved.write_text(f"{'yes' if ok else 'no'}\t{why}\n")
+    answer, _, why = saved.read_text().strip().partition("\t")
+    return answer == "yes", why
 
 
 def _probe_kvm(image: GuestImage) -> tuple[bool, str]:
