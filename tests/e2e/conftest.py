@@ -42,7 +42,23 @@ def pytest_xdist_make_scheduler(config, log):
     return ByFile(config, log)
 
 
+# Slow e2e runs explain themselves: the last lines say which accelerator the guests had, and why.
+# Under xdist the guests boot in the workers, which hand their line to the controller.
+_WORKER_ACCEL_LINES: set[str] = set()
+
+
+def pytest_sessionfinish(session) -> None:
+    if hasattr(session.config, "workerinput"):
+        from tests.e2e.harness.qemu import accel_line
+        session.config.workeroutput["accel_line"] = accel_line()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    _WORKER_ACCEL_LINES.add(getattr(node, "workeroutput", {}).get("accel_line", ""))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     from tests.e2e.harness.qemu import accel_line
-    if accel_line():  # slow e2e runs explain themselves
-        terminalreporter.write_line(accel_line())
+    for line in sorted({accel_line(), *_WORKER_ACCEL_LINES} - {""}):
+        terminalreporter.write_line(line)
