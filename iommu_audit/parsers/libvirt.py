@@ -44,6 +44,7 @@ def _number(text: str | None) -> int:
 
 
 _FILES = {"defined": "./etc/libvirt/qemu/", "live": "./run/libvirt/qemu/"}
+_DIRS = tuple(_FILES.values())
 
 
 def files_domains(body: str) -> list[tuple[str, str, str]]:
@@ -56,10 +57,9 @@ def files_domains(body: str) -> list[tuple[str, str, str]]:
         if tab and state in _FILES:
             listed.append((state, name))
             continue
-        for dir_ in _FILES.values():
-            if line.startswith(dir_):
-                path, _, text = line.partition(".xml:")
-                lines.setdefault(path, []).append(text)
+        path, sep, text = line.partition(".xml:")
+        if sep and path.startswith(_DIRS):
+            lines.setdefault(path, []).append(text)
     return [(state, name, "\n".join(lines.get(_FILES[state] + name, []))) for state, name in listed]
 
 
