@@ -212,7 +212,9 @@ class _Planner:
         words = (["add " + " ".join(add)] if add else []) + (["remove " + " ".join(remove)] if remove else [])
         return [Step("cmdline-persistent", host, f"kernel arguments for the next boot: {'; '.join(words)} "
                      "(reboot required)", args=args, files=changes, repairs=repairs, reboot=True,
-                     commands=[f"write {c.path} (backup first)" for c in changes] + regen)]
+                     commands=[f"write {c.path} (backup first)" for c in changes] + regen +
+                     ["read the host again: the entry the boot loader boots must pass cmdline-persistent, "
+                      "else this step is rolled back"])]
 
     def modprobe_ids(self) -> list[Step]:
         """Drop 'ids=' from 'options vfio-pci' lines; the per-address bindings are planned per device."""
