@@ -131,6 +131,32 @@ def _run_probe(target: Target, root: str) -> Gathered:
     return Gathered(target.name, target.source, _now(), out, marker)
 
 
+class Pending:
+    """gather(target), started now in a daemon thread; result() waits for it and returns or raises
+    what gather did. Hosts answer at once (a serial fleet waits for its slowest host, not for the
+    sum of all), and a probe's processes run while pytest collects."""
+
+    _slots = threading.BoundedSemaphore(16)  # probes (SSH sessions, confined views) under way at once
+
+    def __init__(self, target: Target):
+        self._box: dict = {}
+        self._thread = threading.Thread(target=self._run, args=(target,), daemon=True, name=f"gather {target.name}")
+        self._thread.start()
+
+    def _run(self, target: Target) -> None:
+        with self._slots:
+            try:
+                self._box["result"] = gather(target)
+            except Exception as exc:  # handed to result()
+                self._box["error"] = exc
+
+    def result(self) -> Gathered:
+        self._thread.join()
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["result"]
+
+
 def _within(seconds: float, late: GatherError, fn, *args):
     """fn(*args), or `late` once `seconds` have passed (the call goes on in a daemon thread:
     testinfra's backends cannot be interrupted)."""

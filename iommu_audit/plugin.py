@@ -96,15 +96,22 @@ class AuditState:
     host_profiles: dict[str, profiles.Profile] = field(default_factory=dict)  # per host; else `profile`
     fix_runs: list[dict] = field(default_factory=list)  # one per host and --fix/--undo run (fix/session.py)
     running: pytest.Item | None = None  # the check being run, which `audit` judges
+    pending: dict[str, gather.Pending] = field(default_factory=dict)  # hosts being gathered ahead (prefetch)
 
     def profile_for(self, target: gather.Target | None) -> profiles.Profile:
         return self.host_profiles.get(target.name, self.profile) if target else self.profile
 
+    def prefetch(self) -> None:
+        """Start gathering every host now (gather.Pending); gather() then takes what it read."""
+        for t in self.targets:
+            self.pending[t.name] = gather.Pending(t)
+
     def gather(self, target: gather.Target) -> None:
         if target.name in self.gathered or target.name in self.errors:
             return
+        pending = self.pending.pop(target.name, None)
         try:
-            g = gather.gather(target)
+            g = pending.result() if pending else gather.gather(target)
         except gather.GatherError as exc:
             self.errors[target.name] = str(exc)
             return
@@ -263,8 +270,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(fleet.XdistHooks(config.stash[STATE]), "iommu-audit-xdist")
     config.pluginmanager.register(UnreadHosts(config.stash[STATE]), "iommu-audit-unread-hosts")
     state = config.stash[STATE]
-    if fix_session.check_options(config, state.targets):
+    fixing = fix_session.check_options(config, state.targets)
+    if fixing:
         config.pluginmanager.register(fix_session.FixSession(config, state), "iommu-audit-fix")
+    # A plain audit in this process reads its hosts while pytest collects. Not --fix (it reads each
+    # host once it holds the host's lock), not under pytest-xdist (each worker reads its own hosts).
+    if not (fixing or config.option.collectonly or config.getoption("numprocesses", None) or fleet.is_worker(config)):
+        state.prefetch()
 
 
 def _check_save_facts(path: str | None) -> None:
