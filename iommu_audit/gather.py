@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -79,22 +80,41 @@ def gather(target: Target) -> Gathered:
         if f"{target.saved_marker} end" not in target.saved_output:
             raise GatherError(f"{target.source}: the saved facts are cut short (no end marker); gather them again")
         return Gathered(target.name, target.source, "", target.saved_output, target.saved_marker)
-    if target.sysroot and target.sysroot.rstrip("/"):
-        # An offline copy: the probe reads a confined view of it, never past its root.
-        for base in _view_bases():
-            try:
-                with tempfile.TemporaryDirectory(prefix="iommu-audit-view-", dir=base) as view:
-                    confine.build(target.sysroot, view)
-                    g = _run_probe(target, view)
-            except confine.ConfineError as exc:
-                raise GatherError(f"{target.source}: cannot read the host copy: {exc}") from None
-            except OSError as exc:
-                if base:  # /dev/shm full or refused: the default temporary directory decides
-                    continue
-                raise GatherError(f"{target.source}: cannot read the host copy: {exc}") from None
-            g.probe_output = g.probe_output.replace(f"root={view}\n", f"root={target.sysroot}\n", 1)
-            return g
+    if _is_copy(target):
+        view = _build_view(target)
+        try:
+            return _probe_copy(target, view)
+        finally:
+            shutil.rmtree(view, ignore_errors=True)
     return _run_probe(target, "/")
+
+
+def _is_copy(target: Target) -> bool:
+    return bool(target.sysroot and target.sysroot.rstrip("/"))
+
+
+def _build_view(target: Target) -> str:
+    """A new directory holding the confined view of the target's copy (the probe reads that, never
+    past the copy's root); the caller removes it."""
+    for base in _view_bases():
+        view = None
+        try:
+            view = tempfile.mkdtemp(prefix="iommu-audit-view-", dir=base)
+            confine.build(target.sysroot, view)
+            return view
+        except (confine.ConfineError, OSError) as exc:
+            if view:
+                shutil.rmtree(view, ignore_errors=True)
+            if base and not isinstance(exc, confine.ConfineError):  # /dev/shm full or refused: try the default
+                continue
+            raise GatherError(f"{target.source}: cannot read the host copy: {exc}") from None
+    raise AssertionError("unreachable: the last base, the default temporary directory, returns or raises")
+
+
+def _probe_copy(target: Target, view: str) -> Gathered:
+    g = _run_probe(target, view)
+    g.probe_output = g.probe_output.replace(f"root={view}\n", f"root={target.sysroot}\n", 1)
+    return g
 
 
 def _view_bases() -> list[str | None]:
@@ -136,19 +156,40 @@ class Pending:
     what gather did. Hosts answer at once (a serial fleet waits for its slowest host, not for the
     sum of all), and a probe's processes run while pytest collects."""
 
-    _slots = threading.BoundedSemaphore(16)  # probes (SSH sessions, confined views) under way at once
+    _slots = threading.BoundedSemaphore(16)  # probes (SSH sessions) under way at once
 
     def __init__(self, target: Target):
         self._box: dict = {}
-        self._thread = threading.Thread(target=self._run, args=(target,), daemon=True, name=f"gather {target.name}")
+        view = None
+        if _is_copy(target):
+            # Built here, in the caller's thread: in a thread of its own it would only take turns
+            # with pytest's collection for the interpreter, and the probe would start no sooner.
+            try:
+                view = _build_view(target)
+            except GatherError as exc:
+                self._box["error"] = exc
+        self._view = view
+        self._thread = threading.Thread(target=self._run, args=(target, view), daemon=True,
+                                        name=f"gather {target.name}")
         self._thread.start()
 
-    def _run(self, target: Target) -> None:
+    def close(self) -> None:
+        """The run is over and nothing took the result: wait for a copy's probe, which removes its
+        view (it cannot hang: the view holds no FIFO); a live host's may go on, the process ends it."""
+        if self._view:
+            self._thread.join()
+
+    def _run(self, target: Target, view: str | None) -> None:
+        if "error" in self._box:
+            return
         with self._slots:
             try:
-                self._box["result"] = gather(target)
+                self._box["result"] = _probe_copy(target, view) if view else gather(target)
             except Exception as exc:  # handed to result()
                 self._box["error"] = exc
+            finally:
+                if view:
+                    shutil.rmtree(view, ignore_errors=True)
 
     def result(self) -> Gathered:
         self._thread.join()

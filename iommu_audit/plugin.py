@@ -106,6 +106,11 @@ class AuditState:
         for t in self.targets:
             self.pending[t.name] = gather.Pending(t)
 
+    def close_pending(self) -> None:
+        for pending in self.pending.values():
+            pending.close()
+        self.pending.clear()
+
     def gather(self, target: gather.Target) -> None:
         if target.name in self.gathered or target.name in self.errors:
             return
@@ -505,3 +510,9 @@ def _save_facts(state: AuditState, path: str, session: pytest.Session) -> None:
         writer.line(f"iommu-audit: --save-facts {path}: not written ({exc.strerror})")
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state:
+        state.close_pending()  # hosts read ahead whose checks never ran (-k, an interrupted run)

@@ -1,4 +1,5 @@
-"""Gathering a sysroot: the confined view lives in memory when it can, on disk when it must."""
+"""Gathering a sysroot: the confined view lives in memory when it can, on disk when it must; a host
+read ahead (gather.Pending) gives what gather gives and leaves no view behind."""
 
 import errno
 
@@ -40,3 +41,38 @@ def test_an_unreadable_copy_is_still_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(gather.GatherError) as err:
         gather.gather(gather.Target("x", "sysroot:/c", sysroot=str(tmp_path)))
     assert str(err.value) == "sysroot:/c: cannot read the host copy: [Errno 13] Permission denied"
+
+
+@pytest.fixture
+def views(tmp_path, monkeypatch):
+    """Where the confined views go: a directory of their own, to see them removed."""
+    d = tmp_path / "views"
+    d.mkdir()
+    monkeypatch.setattr(gather, "_view_bases", lambda: [str(d)])
+    return d
+
+
+def test_a_copy_read_ahead_gives_what_gather_gives_and_removes_its_view(host, views):
+    target = gather.Target("x", "sysroot", sysroot=str(host.root))
+    pending = gather.Pending(target)
+    assert list(views.iterdir())  # built before the probe runs in its thread
+    g = pending.result()
+    assert gather.parse(g).pci == gather.parse(gather.gather(target)).pci
+    assert f"root={host.root}\n" in g.probe_output
+    assert not list(views.iterdir())
+
+
+def test_a_copy_read_ahead_that_nothing_asks_for_leaves_no_view(host, views):
+    gather.Pending(gather.Target("x", "sysroot", sysroot=str(host.root))).close()  # -k deselected its checks
+    assert not list(views.iterdir())
+
+
+def test_an_unreadable_copy_read_ahead_fails_when_its_facts_are_asked_for(tmp_path, views, monkeypatch):
+    def unreadable(root, view):
+        raise confine.ConfineError(f"{root}: not a directory")
+
+    monkeypatch.setattr(confine, "build", unreadable)
+    pending = gather.Pending(gather.Target("x", "sysroot:/c", sysroot=str(tmp_path / "copy")))  # no error yet
+    with pytest.raises(gather.GatherError, match=r"^sysroot:/c: cannot read the host copy: .*copy: not a directory$"):
+        pending.result()
+    assert not list(views.iterdir())
