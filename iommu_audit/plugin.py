@@ -395,10 +395,25 @@ class Judge:
         return waiver_for(self.state.profile_for(self.host), requirement or self.requirement.id, subject, host)
 
 
+class _Noted(pytest.xfail.Exception):
+    """A waived or advisory finding: an xfail whose note says it all (see pytest_runtest_makereport)."""
+
+
 def _xfail(note: str):
-    """pytest.xfail(note) without a traceback: pytest renders the source of every xfail's traceback
-    (a few 10 ms each, most of the run on a host with hundreds of advisories); `note` says it all."""
-    raise pytest.xfail.Exception(note, pytrace=False)
+    raise _Noted(note, pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """The report of a waived or advisory check, with its note as the whole text: pytest renders a
+    traceback for every xfail, a few 10 ms each, and a host with hundreds of advisories spent most of
+    its run on them. pytest's skipping plugin then marks the report xfailed, as for any xfail."""
+    if call.excinfo is None or not isinstance(call.excinfo.value, _Noted):
+        return None
+    sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
+    return pytest.TestReport(item.nodeid, item.location, dict.fromkeys(item.keywords, 1), "skipped",
+                             call.excinfo.value.msg, call.when, sections, call.duration, call.start, call.stop,
+                             user_properties=item.user_properties)
 
 
 def waiver_for(profile: profiles.Profile, requirement: str, subject: str | None, host: str):
