@@ -151,12 +151,15 @@ def _run_probe(target: Target, root: str) -> Gathered:
     return Gathered(target.name, target.source, _now(), out, marker)
 
 
+READ_AHEAD = 16  # hosts probed at once; also the host copies whose views are built ahead (each held until read)
+
+
 class Pending:
     """gather(target), started now in a daemon thread; result() waits for it and returns or raises
     what gather did. Hosts answer at once (a serial fleet waits for its slowest host, not for the
     sum of all), and a probe's processes run while pytest collects."""
 
-    _slots = threading.BoundedSemaphore(16)  # probes (SSH sessions) under way at once
+    _slots = threading.BoundedSemaphore(READ_AHEAD)  # probes (SSH sessions) under way at once
 
     def __init__(self, target: Target):
         self._box: dict = {}

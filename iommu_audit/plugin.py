@@ -102,9 +102,13 @@ class AuditState:
         return self.host_profiles.get(target.name, self.profile) if target else self.profile
 
     def prefetch(self) -> None:
-        """Start gathering every host now (gather.Pending); gather() then takes what it read."""
+        """Start gathering the hosts now (gather.Pending); gather() then takes what it read. Host copies
+        beyond the first READ_AHEAD are read when their checks run: each view read ahead stays in
+        memory (/dev/shm) until its probe is done."""
+        copies = [t for t in self.targets if t.sysroot]
         for t in self.targets:
-            self.pending[t.name] = gather.Pending(t)
+            if t not in copies[gather.READ_AHEAD:]:
+                self.pending[t.name] = gather.Pending(t)
 
     def close_pending(self) -> None:
         for pending in self.pending.values():

@@ -76,3 +76,15 @@ def test_an_unreadable_copy_read_ahead_fails_when_its_facts_are_asked_for(tmp_pa
     with pytest.raises(gather.GatherError, match=r"^sysroot:/c: cannot read the host copy: .*copy: not a directory$"):
         pending.result()
     assert not list(views.iterdir())
+
+
+def test_a_fleet_of_copies_reads_ahead_only_as_many_views_as_it_probes_at_once(host, views, dl360):
+    from iommu_audit.plugin import AuditState
+
+    targets = [gather.Target(f"h{i}", "sysroot", sysroot=str(host.root)) for i in range(gather.READ_AHEAD + 2)]
+    state = AuditState(dl360, targets)
+    state.prefetch()
+    assert sorted(state.pending) == sorted(t.name for t in targets[:gather.READ_AHEAD])
+    for t in targets:  # the rest is read when its checks ask
+        state.gather(t)
+    assert sorted(state.facts) == sorted(t.name for t in targets) and not list(views.iterdir())
