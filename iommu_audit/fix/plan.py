@@ -394,13 +394,8 @@ class _Planner:
         if problem:
             return [Step("disk-assigned-to-vm", d.name, f"{problem.found}: {problem.fix}", MANUAL)]
         # The audit's routes: every <disk> source (block or file) on the disk or a partition, a <hostdev> of its controller.
-        name = f.by_id[d.by_id]
-        routes = disks.disk_routes(f, name)
-        whole = [src for vm, src in routes if vm == d.vm and f.kernel_name(src) == name
-                 and any(dom.name == vm and src in dom.block_disks for dom in f.domains)]
-        hot = {src for dom in f.domains if dom.name == d.vm for src in dom.hot_plugged}
-        mine = [src for src in whole if src not in hot]  # a hot-plug alone is gone at the VM's next start
-        unstable = [src for src in mine if not src.startswith(disks.STABLE)]
+        r = disks.disk_routes(f, d.vm, f.by_id[d.by_id])
+        mine, unstable = r.mine, r.unstable  # a hot-plug alone (r.live_only) is gone at the VM's next start
         out = []
         if len(unstable) == len(mine):
             out.append(Step("disk-assigned-to-vm", d.name, f"add <disk type='block'> {d.path} to {d.vm}'s persistent "
@@ -410,10 +405,9 @@ class _Planner:
         if unstable:
             out.append(Step("disk-assigned-to-vm", d.name, f"{d.vm} also names the disk by {', '.join(unstable)}: remove "
                             "that entry by hand (virsh edit) once the stable one is in", MANUAL))
-        for vm, src in routes:
-            if not (vm == d.vm and src in whole):
-                out.append(Step("disk-assigned-to-vm", d.name, f"{vm} also reaches {d.path} through {src}: --fix never "
-                                f"takes a disk away from a VM (virsh detach-disk {vm} <target> --config)", MANUAL))
+        for vm, src in r.extra:
+            out.append(Step("disk-assigned-to-vm", d.name, f"{vm} also reaches {d.path} through {src}: --fix never "
+                            f"takes a disk away from a VM (virsh detach-disk {vm} <target> --config)", MANUAL))
         return out
 
 

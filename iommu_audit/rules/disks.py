@@ -1,6 +1,7 @@
 """Whole disks passed to VMs by /dev/disk/by-id."""
 
 import shlex
+from dataclasses import dataclass
 
 from iommu_audit.facts import HostFacts
 from iommu_audit.profile import Disk
@@ -40,7 +41,7 @@ def disk_not_used_by_host(facts: HostFacts, disk: Disk) -> Verdict:
     return passed(f"/dev/{name} and its partitions are not mounted, swap, LVM, md or in fstab/crypttab", notes)
 
 
-def disk_routes(facts: HostFacts, name: str) -> list[tuple[str, str]]:
+def _disk_routes(facts: HostFacts, name: str) -> list[tuple[str, str]]:
     """(domain, source) for every way a VM reaches the disk: a <disk> (block or file) whose source resolves
     to it or to one of its partitions, or a <hostdev> of the controller that holds it."""
     out = [(dom.name, src) for dom, src, n in facts.disk_sources() if facts.block[n].disk == name]
@@ -49,6 +50,27 @@ def disk_routes(facts: HostFacts, name: str) -> list[tuple[str, str]]:
         out += [(dom.name, f"<hostdev> {ctrl} (the controller of /dev/{name})")
                 for dom, _ in facts.hostdev_users(ctrl)]
     return out
+
+
+@dataclass
+class Routes:
+    """How VMs reach a disk, seen from the VM it belongs to (the audit's rule and --fix's plan both read this)."""
+    mine: list[str]  # that VM's <disk type='block'> entries naming the whole disk, in its persistent definition
+    live_only: list[str]  # the same, but only hot-plugged (attach-disk --live): gone at the VM's next start
+    extra: list[tuple[str, str]]  # (domain, source): every other route in, a second way to the disk
+
+    @property
+    def unstable(self) -> list[str]:
+        return [src for src in self.mine if not src.startswith(STABLE)]
+
+
+def disk_routes(facts: HostFacts, vm: str, name: str) -> Routes:
+    routes = _disk_routes(facts, name)
+    whole = [src for dom, src in routes if dom == vm and facts.kernel_name(src) == name and
+             any(d.name == dom and src in d.block_disks for d in facts.domains)]
+    live_only = [src for src in whole if any(d.name == vm and src in d.hot_plugged for d in facts.domains)]
+    return Routes([src for src in whole if src not in live_only], live_only,
+                  [(dom, src) for dom, src in routes if not (dom == vm and src in whole)])
 
 
 # Names that follow the disk, not what is on it: by-uuid/by-label change when the VM reformats.
@@ -62,15 +84,8 @@ def disk_assigned_to_vm(facts: HostFacts, disk: Disk) -> Verdict:
     problem = libvirt_unusable(facts, disk.vm)
     if problem:
         return problem
-    routes = disk_routes(facts, name)
-    # Its own VM: a <disk type='block'> naming the whole disk. Every other route is a second way in.
-    whole = [src for dom, src in routes if dom == disk.vm and facts.kernel_name(src) == name and
-             any(d.name == dom and src in d.block_disks for d in facts.domains)]
-    # attach-disk --live alone: in the running VM now, gone at its next start.
-    live_only = [src for src in whole if any(d.name == disk.vm and src in d.hot_plugged for d in facts.domains)]
-    mine = [src for src in whole if src not in live_only]
-    extra = [(dom, src) for dom, src in routes if not (dom == disk.vm and src in whole)]
-    unstable = [src for src in mine if not src.startswith(STABLE)]
+    r = disk_routes(facts, disk.vm, name)
+    mine, live_only, extra, unstable = r.mine, r.live_only, r.extra, r.unstable
     found = []
     if not mine:
         found.append(f"{disk.vm} has {live_only[0]} only in the running VM's live definition (gone at its next start)"
