@@ -105,9 +105,9 @@ class AuditState:
         """Start gathering the hosts now (gather.Pending); gather() then takes what it read. Host copies
         beyond the first READ_AHEAD are read when their checks run: each view read ahead stays in
         memory (/dev/shm) until its probe is done."""
-        copies = [t for t in self.targets if t.sysroot]
+        later = {t.name for t in [t for t in self.targets if t.sysroot][gather.READ_AHEAD:]}
         for t in self.targets:
-            if t not in copies[gather.READ_AHEAD:]:
+            if t.name not in later:
                 self.pending[t.name] = gather.Pending(t)
 
     def close_pending(self) -> None:
